@@ -1,0 +1,73 @@
+"""Evaluation speed: 2,000 instances at 20 thresholds (the TAPOS protocol's 10 relative + 10 absolute),
+and the GEBD protocol with 5 annotators per video; compared in the same run with a plain-loop
+transcription of the protocol (one threshold at a time, column deletion as the challenge code).
+
+    python benchmarks/evaluate_speed.py [--instances 2000] [--repeat 5]
+"""
+import argparse
+import time
+
+import numpy as np
+
+from tapos.data.annotations import Instance
+from tapos.data.gebd import GebdVideo
+from tapos.evaluate import RELATIVE_THRESHOLDS, evaluate_gebd, evaluate_tapos
+
+
+def make_data(n, rng):
+    instances, frames, gebd, seconds = {}, {}, {}, {}
+    for k in range(n):
+        total = int(rng.integers(100, 600))
+        nb = int(rng.integers(1, 9))
+        sub = np.unique(rng.integers(1, total, size=nb))
+        inst = Instance(f"vid{k:07d}xx"[:11], f"s{k:05d}_0_000_10_000", int(rng.integers(21)), "val", total,
+                        (0, *sub.tolist(), total), (0.0, 12.0))
+        instances[inst.key] = inst
+        frames[inst.key] = np.sort(rng.integers(0, total, size=rng.integers(0, 12))).astype(float)
+        anns = [np.sort(rng.uniform(0, 10, size=rng.integers(1, 9))) for _ in range(5)]
+        gebd[inst.key] = GebdVideo(inst.key, 10.0, anns)
+        seconds[inst.key] = np.sort(rng.uniform(0, 10, size=rng.integers(0, 12)))
+    return instances, frames, gebd, seconds
+
+
+def loop_reference(gebd, preds, thresholds):
+    for thr in thresholds:
+        for key, v in gebd.items():
+            det = [p for p in preds.get(key, []) if 0 <= p <= v.duration]
+            for ann in v.annotators:
+                off = np.array([[abs(g - p) for p in det] for g in ann]).reshape(len(ann), len(det))
+                for i in range(len(ann)):
+                    if off.shape[1] == 0:
+                        break
+                    j = np.argmin(off[i])
+                    if off[i, j] <= thr * v.duration:
+                        off = np.delete(off, j, 1)
+
+
+def best_of(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--instances", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    instances, frames, gebd, seconds = make_data(args.instances, np.random.default_rng(0))
+    t_tapos = best_of(lambda: evaluate_tapos(instances, frames), args.repeat)
+    t_gebd = best_of(lambda: evaluate_gebd(gebd, seconds), args.repeat)
+    t_loop = best_of(lambda: loop_reference(gebd, seconds, RELATIVE_THRESHOLDS), 1)
+    print(f"{'case':<48} {'seconds':>8} {'vs loop':>8}")
+    print(f"{'tapos protocol, 1 annotator, 20 thresholds':<48} {t_tapos:8.3f} {'':>8}")
+    print(f"{'gebd protocol, 5 annotators, 10 thresholds':<48} {t_gebd:8.3f} {t_loop / t_gebd:7.1f}x")
+    print(f"{'plain-loop transcription, gebd, 10 thresholds':<48} {t_loop:8.3f} {1.0:7.1f}x")
+    print(f"({args.instances} instances; target: tapos protocol well under 1 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""``tapos-data``: annotations, statistics, conversions and the synthetic dataset."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .annotations import SUBSETS, load_annotations, save_annotations
+from .cli_utils import TaposGroup, echo_table
+from .errors import TaposError
+from .version import __version__
+
+SPLITS = list(SUBSETS) + ["all"]
+
+
+@click.group(cls=TaposGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tapos-data")
+def main():
+    """TAPOS annotations, dataset statistics, format conversion and a synthetic dataset.
+
+    \b
+    Examples:
+      tapos-data synth demo/ --features --videos      # offline TAPOS-like dataset
+      tapos-data stats tapos_annotation.json --out stats/
+      tapos-data validate tapos_annotation.json
+      tapos-data convert tapos_annotation.json val.pkl --to gebd --split val
+    """
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--instances", type=click.IntRange(1), default=None, help="Instances in total (default 240).")
+@click.option("--classes", type=click.IntRange(1), default=None, help="Action classes (default 8).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
+@click.option("--features/--no-features", default=False, help="Also write OUT/features.h5 (rgb and flow).")
+@click.option("--videos/--no-videos", default=False, help="Also render OUT/videos/<key>.mp4 with ffmpeg.")
+@click.option("--dim", type=click.IntRange(1), default=None, help="Feature dimension per modality (default 64).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None, help="Feature dtype.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override any generator default (see tapos.data.synth.DEFAULTS), value as JSON.")
+def synth(out_dir, instances, classes, seed, features, videos, dim, dtype, overrides):
+    """Write a synthetic TAPOS-like dataset to OUT_DIR.
+
+    \b
+    Outputs:
+      OUT_DIR/tapos_annotation.json  annotations in the released TAPOS layout (train/val)
+      OUT_DIR/gebd_annotators.json   the same boundaries in GEBD layout, 3 simulated annotators
+      OUT_DIR/synth_truth.json       planted truth: class templates, prototype of each segment
+      OUT_DIR/features.h5            with --features: schema tapos-features/1, one row per frame
+      OUT_DIR/videos/<key>.mp4       with --videos: one small video per instance
+    \b
+    Example: tapos-data synth demo/ --features --videos
+    """
+    from .synth import DEFAULTS, write_dataset
+
+    extra = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or name not in DEFAULTS:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(DEFAULTS)}",
+                                     param_hint="--set")
+        try:
+            extra[name] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[name] = value
+    if dim is not None:
+        extra["dim"] = dim
+    if dtype is not None:
+        extra["dtype"] = dtype
+    paths = write_dataset(out_dir, instances, classes, seed, features=features, videos=videos, **extra)
+    ann = load_annotations(paths["annotations"])
+    click.echo(f"wrote {len(ann)} instances ({len(ann.split('train'))} train, {len(ann.split('val'))} val) to {out_dir}")
+    for name, path in paths.items():
+        click.echo(f"  {name}: {path}")
+
+
+@main.command()
+@click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Save the tables as CSV and the figures as PNG here.")
+@click.option("--lenient", is_flag=True, help="Skip malformed instances (counted) instead of stopping.")
+def stats(annotations, out_dir, lenient):
+    """Dataset statistics of an annotation file (paper section 3.2, Figures 1 and 2).
+
+    Prints the summary, the per-class table (instances per split, mean duration, mean number of
+    sub-actions) and the distribution of boundary positions over normalized time. With --out,
+    writes summary.csv, per_class.csv, boundary_positions.csv, instances.csv,
+    subactions_per_class.png and boundary_positions.png.
+
+    Example: tapos-data stats tapos_annotation.json --out stats/
+    """
+    from .stats import boundary_histogram, per_class_table, summary_table, write_stats
+
+    ann = load_annotations(annotations, lenient=lenient)
+    if len(ann) == 0:
+        raise TaposError(f"{annotations}: no instances")
+    click.echo("== summary")
+    echo_table(summary_table(ann), "{:g}")
+    click.echo("\n== per class")
+    echo_table(per_class_table(ann), "{:.2f}")
+    click.echo("\n== boundary positions (fraction of instance length)")
+    echo_table(boundary_histogram(ann), "{:.3f}")
+    if out_dir is not None:
+        for path in write_stats(ann, out_dir):
+            click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--lenient", is_flag=True, help="Report every malformed instance instead of stopping at the first.")
+def validate(annotations, lenient):
+    """Check an annotation file; exit status 1 when any instance is malformed.
+
+    Example: tapos-data validate tapos_annotation.json --lenient
+    """
+    ann = load_annotations(annotations, lenient=lenient)
+    for reason in ann.skipped:
+        click.echo(f"bad: {reason}")
+    counts = {s: len(ann.split(s)) for s in SUBSETS}
+    click.echo(f"{annotations}: {len(ann)} valid instances "
+               f"({', '.join(f'{n} {s}' for s, n in counts.items() if n)}), {len(ann.skipped)} malformed")
+    if ann.skipped:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--to", "target", type=click.Choice(["gebd", "tapos"]), required=True,
+              help="gebd: TAPOS json -> Kinetics-GEBD layout (.json or .pkl by DST suffix); "
+                   "tapos: GEBD layout -> TAPOS json.")
+@click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True,
+              help="Only instances of this subset.")
+@click.option("--lenient", is_flag=True, help="Skip malformed TAPOS instances instead of stopping.")
+def convert(src, dst, target, split, lenient):
+    """Convert between the TAPOS layout and the Kinetics-GEBD layout.
+
+    TAPOS -> GEBD follows the GEBD authors' conversion (fps = total_frames / duration, boundaries
+    in seconds, one annotator, f1_consis 1.0). GEBD -> TAPOS needs <youtube_id>_<instance_id> keys.
+
+    \b
+    Examples:
+      tapos-data convert tapos_annotation.json val.pkl --to gebd --split val
+      tapos-data convert val.pkl tapos_val.json --to tapos
+    """
+    from .gebd import gebd_to_tapos, load_gebd, save_gebd, tapos_to_gebd
+
+    if target == "gebd":
+        ann = load_annotations(src, lenient=lenient).split(split)
+        save_gebd(tapos_to_gebd(ann.values()), dst)
+        click.echo(f"wrote {len(ann)} instances to {dst} (GEBD layout)")
+    else:
+        videos = load_gebd(src)
+        instances = gebd_to_tapos(videos.values(), subset="val" if split == "all" else split)
+        if split != "all":
+            instances = [i for i in instances if i.subset == split]
+        save_annotations(instances, dst)
+        click.echo(f"wrote {len(instances)} instances to {dst} (TAPOS layout)")
+
+
+@main.command("uniform-boundaries")
+@click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Prediction file to write ({key: [boundary, ...]}).")
+@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True)
+@click.option("--segments", type=click.IntRange(1), default=4, show_default=True,
+              help="Every instance is cut into this many equal parts.")
+@click.option("--seconds", is_flag=True, help="Boundaries in seconds (GEBD protocol) instead of frames.")
+def uniform_boundaries(annotations, out, split, segments, seconds):
+    """Evenly spaced boundaries for every instance: the chance-level reference a parser must beat.
+
+    Frames are relative to the instance start in annotation frames (TAPOS protocol); --seconds
+    gives seconds from the instance start (GEBD protocol).
+
+    Example: tapos-data uniform-boundaries tapos_annotation.json --split val --out pred.json
+    """
+    from .predictions import save_predictions
+
+    ann = load_annotations(annotations).split(split)
+    preds = {}
+    for key, inst in ann.items():
+        cuts = np.arange(1, segments) * inst.total_frames / segments
+        frames = np.round(cuts).astype(int)
+        preds[key] = (frames / inst.fps) if seconds else frames
+    save_predictions(preds, out)
+    click.echo(f"wrote {len(preds)} predictions ({segments} equal segments, "
+               f"{'seconds' if seconds else 'frames'}) to {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

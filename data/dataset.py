@@ -1,0 +1,96 @@
+"""A torch ``Dataset`` of cached features joined with their annotations."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .annotations import Annotations, rescale_boundaries
+from .errors import FeatureCacheError
+from .features import FeatureReader, parse_modality
+
+# A cache clip may be a little longer or shorter than the annotated instance (decoders disagree by
+# a frame or two, re-downloads differ by a rescale); beyond this it is another clip.
+LENGTH_TOLERANCE_REL = 0.1
+LENGTH_TOLERANCE_FRAMES = 2
+
+
+class FeatureDataset(Dataset):
+    """Items of one split: features of an instance with its boundaries and action.
+
+    Each item is a dict:
+
+    - ``key``: the global instance key
+    - ``features``: float32 tensor ``(T, D)`` (modalities concatenated in the order asked)
+    - ``frames``: float64 tensor ``(T,)``, the annotation frame of each row
+    - ``boundaries``: float64 tensor ``(B,)``, internal boundaries in annotation frames
+    - ``row_boundaries``: int64 tensor ``(B,)``, the first row at or after each boundary
+    - ``action``: int class id; ``total_frames``: int, the annotation's frame count
+
+    ``missing="error"`` stops when an annotated instance has no features; ``"skip"`` drops it
+    with a warning that counts them.
+    """
+
+    def __init__(self, features, annotations: Annotations, split="train", modality="rgb",
+                 missing: str = "error", check_lengths: bool = True):
+        self.reader = features if isinstance(features, FeatureReader) else FeatureReader(features)
+        self.modality = parse_modality(modality)
+        subset = annotations.split(split)
+        if len(subset) == 0:
+            raise FeatureCacheError(f"{annotations.path}: split {split!r} has no instances")
+        present = [inst for inst in subset.values() if inst.key in self.reader]
+        absent = len(subset) - len(present)
+        if absent:
+            first = next(k for k in subset if k not in self.reader)
+            msg = (f"{self.reader.path}: {absent} of {len(subset)} {split} instances have no features "
+                   f"(first: {first})")
+            if missing != "skip" or not present:
+                raise FeatureCacheError(msg)
+            print(f"warning: {msg}; skipped", file=sys.stderr)
+        self.instances = present
+        if check_lengths:
+            for inst in self.instances:
+                self._check_length(inst)
+
+    def _check_length(self, inst) -> None:
+        info = self.reader.info(inst.key)
+        missing = [m for m in self.modality if m not in info.dims]
+        if missing:
+            raise FeatureCacheError(f"{self.reader.path}: instance {inst.key}: no {missing[0]} features")
+        tol = max(LENGTH_TOLERANCE_REL * inst.duration, LENGTH_TOLERANCE_FRAMES / info.fps)
+        if abs(info.duration - inst.duration) > tol:
+            raise FeatureCacheError(
+                f"{self.reader.path}: instance {inst.key}: {info.num_rows} rows at {info.fps:g} fps cover "
+                f"{info.duration:.2f} s but the annotation says {inst.duration:.2f} s"
+            )
+
+    @property
+    def dim(self) -> int:
+        info = self.reader.info(self.instances[0].key)
+        return sum(info.dims[m] for m in self.modality)
+
+    @property
+    def keys(self) -> list:
+        return [inst.key for inst in self.instances]
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __getitem__(self, idx: int) -> dict:
+        inst = self.instances[idx]
+        feats = self.reader.read(inst.key, self.modality)
+        info = self.reader.info(inst.key)
+        frames = rescale_boundaries(self.reader.frame_index(inst.key), info.num_frames, inst.total_frames)
+        bnds = np.asarray(inst.boundaries, dtype=np.float64)
+        rows = np.searchsorted(frames, bnds, side="left")
+        return {
+            "key": inst.key,
+            "features": torch.from_numpy(feats),
+            "frames": torch.from_numpy(frames),
+            "boundaries": torch.from_numpy(bnds),
+            "row_boundaries": torch.from_numpy(rows.astype(np.int64)),
+            "action": inst.action,
+            "total_frames": inst.total_frames,
+        }

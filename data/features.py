@@ -1,0 +1,267 @@
+"""The feature cache: schema ``tapos-features/1`` (HDF5), its writer and its lazy reader.
+
+Layout (the contract between ``tapos-extract`` and the stages that read features)::
+
+    /                          attrs: schema="tapos-features/1", backbone, weights, modalities,
+                                      frame_stride, tool_version (and free-form extras)
+    /instances/<key>           one group per instance; keys never contain "/"
+        rgb   (T, D) float16|float32     one row per sampled frame (optional if flow is present)
+        flow  (T, D) float16|float32     same T as rgb
+        frame_index (T,) int             source frame of each row (optional: absent = arange(T))
+        attrs: fps        rows per second
+               num_frames frames of the source clip at its native rate
+
+Row ``t`` maps to annotation frame ``frame_index[t] * total_frames / num_frames`` (the rescale
+rule for videos whose frame count differs from the annotation's).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+import h5py
+import numpy as np
+
+from .errors import FeatureCacheError
+
+SCHEMA = "tapos-features/1"
+MODALITIES = ("rgb", "flow")
+INSTANCES = "instances"
+
+
+def parse_modality(spec) -> tuple:
+    """``"rgb"``, ``"flow"``, ``"rgb+flow"`` (or ``"rgb,flow"``) -> tuple of modality names."""
+    if isinstance(spec, (list, tuple)):
+        parts = list(spec)
+    else:
+        parts = [p.strip() for p in str(spec).replace(",", "+").split("+") if p.strip()]
+    if not parts or any(p not in MODALITIES for p in parts) or len(set(parts)) != len(parts):
+        raise FeatureCacheError(f"unknown modality {spec!r} (expected rgb, flow or rgb+flow)")
+    return tuple(parts)
+
+
+def check_key(key: str) -> str:
+    if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
+        raise FeatureCacheError(f"invalid instance key {key!r} (non-empty, no '/', not starting with '.')")
+    return key
+
+
+def _version() -> str:
+    from .version import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What the attributes of one cached instance say (no feature data is read)."""
+
+    key: str
+    num_rows: int
+    fps: float
+    num_frames: int
+    dims: dict
+    has_frame_index: bool
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the rows."""
+        return self.num_rows / self.fps
+
+
+class FeatureWriter:
+    """Writes instances into a cache file, creating it with the schema attributes.
+
+    Each instance is written under a temporary name and renamed when complete, so a reader never
+    sees a partial group. (Crash safety across processes is the extractor's job: it writes shards.)
+    """
+
+    def __init__(self, path, backbone: str = "unknown", weights: str = "unknown",
+                 modalities=("rgb",), frame_stride: int = 1, attrs: Optional[Mapping] = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        exists = self.path.exists()
+        try:
+            self._file = h5py.File(self.path, "a")
+        except OSError as exc:
+            raise FeatureCacheError(f"{self.path}: cannot open for writing ({exc})") from None
+        if exists and "schema" in self._file.attrs:
+            if self._file.attrs["schema"] != SCHEMA:
+                self._file.close()
+                raise FeatureCacheError(f"{self.path}: schema {self._file.attrs['schema']!r} is not {SCHEMA!r}")
+        else:
+            root = self._file.attrs
+            root["schema"] = SCHEMA
+            root["backbone"] = backbone
+            root["weights"] = weights
+            root["modalities"] = ",".join(parse_modality(modalities))
+            root["frame_stride"] = int(frame_stride)
+            root["tool_version"] = _version()
+            for k, v in (attrs or {}).items():
+                root[k] = v
+        self._file.require_group(INSTANCES)
+
+    def write(self, key: str, features: Mapping, fps: float, num_frames: int,
+              frame_index=None, overwrite: bool = False) -> None:
+        check_key(key)
+        if not features:
+            raise FeatureCacheError(f"{self.path}: instance {key}: no modality given")
+        rows = None
+        arrays = {}
+        for mod, arr in features.items():
+            parse_modality(mod)
+            arr = np.asarray(arr)
+            if arr.dtype not in (np.float16, np.float32):
+                arr = arr.astype(np.float32)
+            if arr.ndim != 2 or arr.shape[0] == 0:
+                raise FeatureCacheError(f"{self.path}: instance {key}: {mod} has shape {arr.shape}, expected (T>0, D)")
+            if rows is not None and arr.shape[0] != rows:
+                raise FeatureCacheError(f"{self.path}: instance {key}: modalities have different row counts")
+            if not np.isfinite(arr).all():
+                raise FeatureCacheError(f"{self.path}: instance {key}: {mod} contains NaN or inf")
+            rows = arr.shape[0]
+            arrays[mod] = arr
+        if not (fps > 0 and np.isfinite(fps)):
+            raise FeatureCacheError(f"{self.path}: instance {key}: fps {fps} is not positive")
+        group = self._file[INSTANCES]
+        if key in group:
+            if not overwrite:
+                raise FeatureCacheError(f"{self.path}: instance {key} already exists (use overwrite)")
+            del group[key]
+        tmp = f".tmp-{key}"
+        if tmp in group:
+            del group[tmp]
+        g = group.create_group(tmp)
+        for mod, arr in arrays.items():
+            g.create_dataset(mod, data=arr)
+        if frame_index is not None:
+            fi = np.asarray(frame_index, dtype=np.int64)
+            if fi.shape != (rows,):
+                raise FeatureCacheError(f"{self.path}: instance {key}: frame_index has shape {fi.shape}, expected ({rows},)")
+            g.create_dataset("frame_index", data=fi)
+        g.attrs["fps"] = float(fps)
+        g.attrs["num_frames"] = int(num_frames)
+        group.move(tmp, key)
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class FeatureReader:
+    """Lazy read access to a feature cache: nothing is loaded until an instance is asked for.
+
+    Safe to hand to DataLoader workers: the file is reopened in each process.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FeatureCacheError(f"{self.path}: no such file")
+        self._file = None
+        self._pid = None
+        f = self._h5()
+        schema = f.attrs.get("schema")
+        if schema is None:
+            raise FeatureCacheError(f"{self.path}: not a tapos feature cache (no 'schema' attribute)")
+        if isinstance(schema, bytes):
+            schema = schema.decode()
+        if schema != SCHEMA:
+            raise FeatureCacheError(f"{self.path}: schema {schema!r} is not supported (expected {SCHEMA!r})")
+        if INSTANCES not in f:
+            raise FeatureCacheError(f"{self.path}: no '/{INSTANCES}' group")
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise FeatureCacheError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+            self._pid = os.getpid()
+        return self._file
+
+    def __getstate__(self):
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.path = state["path"]
+        self._file = None
+        self._pid = None
+
+    @property
+    def attrs(self) -> dict:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._h5().attrs.items()}
+
+    def keys(self) -> list:
+        return [k for k in self._h5()[INSTANCES].keys() if not k.startswith(".")]
+
+    def __contains__(self, key) -> bool:
+        return isinstance(key, str) and not key.startswith(".") and key in self._h5()[INSTANCES]
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def _group(self, key: str) -> h5py.Group:
+        if key not in self:
+            raise FeatureCacheError(f"{self.path}: no features for instance {key!r}")
+        return self._h5()[INSTANCES][key]
+
+    def info(self, key: str) -> InstanceInfo:
+        g = self._group(key)
+        dims = {m: int(g[m].shape[1]) for m in MODALITIES if m in g}
+        if not dims:
+            raise FeatureCacheError(f"{self.path}: instance {key}: no rgb or flow dataset")
+        rows = {int(g[m].shape[0]) for m in dims}
+        if len(rows) != 1:
+            raise FeatureCacheError(f"{self.path}: instance {key}: modalities have different row counts")
+        for attr in ("fps", "num_frames"):
+            if attr not in g.attrs:
+                raise FeatureCacheError(f"{self.path}: instance {key}: missing attribute '{attr}'")
+        return InstanceInfo(key, rows.pop(), float(g.attrs["fps"]), int(g.attrs["num_frames"]), dims,
+                            "frame_index" in g)
+
+    def frame_index(self, key: str) -> np.ndarray:
+        """Source frame of each row (``arange(T)`` when the cache stores none)."""
+        g = self._group(key)
+        if "frame_index" in g:
+            return np.asarray(g["frame_index"][()], dtype=np.int64)
+        return np.arange(self.info(key).num_rows, dtype=np.int64)
+
+    def read(self, key: str, modality="rgb", dtype=np.float32) -> np.ndarray:
+        """The ``(T, D)`` features of one instance; ``"rgb+flow"`` concatenates along D."""
+        g = self._group(key)
+        parts = []
+        for mod in parse_modality(modality):
+            if mod not in g:
+                raise FeatureCacheError(f"{self.path}: instance {key}: no {mod} features")
+            arr = np.asarray(g[mod][()], dtype=dtype)
+            if not np.isfinite(arr).all():
+                bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+                raise FeatureCacheError(
+                    f"{self.path}: instance {key}: {mod} has NaN/inf in {len(bad)} row(s), first row {bad[0]}"
+                )
+            parts.append(arr)
+        if len({p.shape[0] for p in parts}) != 1:
+            raise FeatureCacheError(f"{self.path}: instance {key}: modalities have different row counts")
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

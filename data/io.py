@@ -1,0 +1,104 @@
+"""Small file helpers: atomic writes and a restricted unpickler for annotation/prediction pickles."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UnsafePickleError
+
+# Globals a plain-data pickle may name. Containers and numbers need none with protocol >= 2 except
+# sets and OrderedDict; numpy arrays and scalars (numeric dtypes only, checked after loading) are
+# allowed because the GEBD conversion scripts store boundaries as float64 arrays.
+_ALLOWED_GLOBALS = {
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "complex"),
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if module == "__builtin__":  # Python 2 name, used by pickle protocols 0-2
+            module = "builtins"
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafePickleError(f"refuses to load {module}.{name} (only plain containers and numbers are allowed)")
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError("refuses persistent ids (only plain containers and numbers are allowed)")
+
+
+def _check_plain(obj, depth: int = 0) -> None:
+    if depth > 64:
+        raise UnsafePickleError("nesting deeper than 64 levels")
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biuf":
+            raise UnsafePickleError(f"refuses a numpy array of dtype {obj.dtype} (numbers only)")
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_plain(k, depth + 1)
+            _check_plain(v, depth + 1)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for v in obj:
+            _check_plain(v, depth + 1)
+    elif not isinstance(obj, (str, bytes, int, float, complex, bool, type(None), np.generic, np.dtype)):
+        raise UnsafePickleError(f"refuses an object of type {type(obj).__name__}")
+
+
+def safe_load_pickle(path):
+    """Load a pickle that may only contain plain containers, strings and numbers.
+
+    Anything else (classes, functions, reducers) raises ``UnsafePickleError`` before it is built,
+    so a malicious annotation or prediction file cannot run code.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UnsafePickleError(f"{path}: no such file") from None
+    try:
+        obj = _RestrictedUnpickler(io.BytesIO(data)).load()
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{path}: {exc}") from None
+    except Exception as exc:  # truncated or not a pickle at all
+        raise UnsafePickleError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+    try:
+        _check_plain(obj)
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{path}: {exc}") from None
+    return obj
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: readers see the old or
+    the new file, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

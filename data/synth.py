@@ -1,0 +1,340 @@
+"""A synthetic TAPOS-like dataset: annotations, features and videos, deterministic for a seed.
+
+What makes it TAPOS-like (paper sections 3-4):
+
+- A pool of sub-action *prototypes* is shared by all classes; each class has a typical ordered
+  sequence of them (the same prototype can appear in several classes, and twice in one class, as
+  the three jumps of a triple jump), with class-typical proportions. Instances vary the count
+  (2-9 sub-actions, class-dependent), the proportions and the duration.
+- Transitions are gradual (a smooth blend over part of each neighbouring segment), a sub-action's
+  signature is strongest in its middle and drifts along it, and each class has a weak background.
+- Features have temporally smooth drift, per-instance offsets and white noise; ``rgb`` and
+  ``flow`` are two different non-linear projections of the same latent (flow sees less
+  background). Because prototypes are shared, a class is identified mostly by *which* sub-actions
+  occur in *what* order and proportion, which is the property the aligned-sampling study rests on.
+
+The planted truth (class templates, prototype of every segment) is written to ``synth_truth.json``
+so later stages can measure whether they recover shared sub-actions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .annotations import Instance, save_annotations
+from .gebd import GebdVideo, save_gebd
+from .io import atomic_write_text
+
+DEFAULTS = {
+    "instances": 240,            # instances in total (train + val)
+    "classes": 8,                # action classes
+    "val_fraction": 0.2,         # share of source videos whose instances go to `val`
+    "instances_per_video": 3,    # instances cut from one source video (same split, as in TAPOS)
+    "pool": 16,                  # sub-action prototypes shared across classes
+    "min_subactions": 2,         # fewest sub-actions in an instance
+    "max_subactions": 9,         # most sub-actions in an instance
+    "count_jitter": 0.3,         # probability that an instance has one sub-action more or fewer than its class
+    "fps_choices": [15, 24, 25, 30],  # native frame rates of the simulated source videos
+    "duration_range": [3.0, 8.0],     # seconds; class means are drawn inside, instances vary around them
+    "min_segment_frames": 4,     # shortest sub-action, frames
+    "latent": 16,                # latent dimension of prototypes
+    "dim": 64,                   # feature dimension per modality
+    "dtype": "float32",          # feature dtype in the cache (float16 halves the size)
+    "transition": 0.3,           # width of the blend at a boundary, fraction of the shorter neighbour
+    "drift_in_segment": 0.5,     # how far a sub-action's signature moves from its start to its end
+    "background": 0.2,           # weight of the per-class background vector
+    "instance_offset": 0.25,     # std of a per-instance constant offset
+    "smooth_noise": 0.25,        # std of AR(1) temporally smooth noise
+    "white_noise": 0.35,         # std of per-frame white noise
+    "annotators": 3,             # annotators simulated in gebd_annotators.json (annotator 0 = the json)
+    "annotator_jitter": 0.02,    # std of other annotators' boundary shifts, fraction of duration
+    "video_size": [96, 64],      # width, height of rendered videos (even numbers)
+}
+
+_ID_CHARS = string.ascii_letters + string.digits + "-_"
+
+
+@dataclass
+class SynthInstance:
+    instance: Instance
+    protos: list        # prototype of each segment
+    fps: float          # native frame rate (annotation fps)
+
+
+class _World:
+    """Everything shared by all instances: prototypes, class templates, projections."""
+
+    def __init__(self, cfg: dict, rng: np.random.Generator):
+        L, P, C = cfg["latent"], cfg["pool"], cfg["classes"]
+        self.protos = rng.normal(size=(P, L))
+        self.protos /= np.linalg.norm(self.protos, axis=1, keepdims=True) / 2.0
+        self.drift_dir = rng.normal(size=(P, L)) / np.sqrt(L)
+        self.background = rng.normal(size=(C, L)) / np.sqrt(L) * 2.0
+        self.proj = {m: rng.normal(size=(L, cfg["dim"])) / np.sqrt(L) for m in ("rgb", "flow")}
+        self.colours = rng.uniform(40, 255, size=(P, 3))
+        self.bg_colours = rng.uniform(0, 120, size=(C, 3))
+        self.motion = rng.uniform(-1, 1, size=(P, 4))  # start x, start y, dx, dy (relative)
+        lo, hi = cfg["min_subactions"], cfg["max_subactions"]
+        # Class-typical counts spread over the whole range, then shuffled over classes.
+        counts = np.round(np.linspace(lo + 1, hi - 1, C)).astype(int) if C > 1 else np.array([lo + 1])
+        rng.shuffle(counts)
+        self.templates, self.proportions, self.mean_duration = [], [], []
+        for c in range(C):
+            seq = []
+            for _ in range(int(counts[c])):
+                choices = [p for p in range(P) if not seq or p != seq[-1]]
+                seq.append(int(rng.choice(choices)))
+            self.templates.append(seq)
+            self.proportions.append(rng.dirichlet(np.full(len(seq), 1.5)))
+            d0, d1 = cfg["duration_range"]
+            self.mean_duration.append(float(rng.uniform(d0 + 0.2 * (d1 - d0), d1 - 0.2 * (d1 - d0))))
+
+
+def _youtube_id(rng) -> str:
+    return "".join(rng.choice(list(_ID_CHARS), size=11))
+
+
+def _instance_layout(cfg, world, c, rng):
+    """Prototype sequence and segment proportions of one instance of class ``c``."""
+    seq = list(world.templates[c])
+    props = list(world.proportions[c])
+    lo, hi = cfg["min_subactions"], cfg["max_subactions"]
+    if rng.random() < cfg["count_jitter"]:
+        if (rng.random() < 0.5 and len(seq) > lo) or len(seq) >= hi:
+            j = int(rng.integers(len(seq)))  # a sub-action left out: its time goes to a neighbour
+            k = j - 1 if j > 0 else 1
+            props[k] += props[j]
+            del seq[j], props[j]
+        else:
+            j = int(rng.integers(len(seq)))  # an extra sub-action splits off part of segment j
+            extra = [p for p in range(cfg["pool"]) if p != seq[j]]
+            seq.insert(j + 1, int(rng.choice(extra)))
+            props[j] /= 2
+            props.insert(j + 1, props[j])
+    props = np.asarray(props) * rng.lognormal(0.0, 0.35, size=len(props))
+    return seq, props / props.sum()
+
+
+def _segment_weights(n_frames: int, substages, transition: float) -> np.ndarray:
+    """Soft membership ``(T, K)`` of each frame to each segment, blended around boundaries."""
+    t = np.arange(n_frames, dtype=np.float64) + 0.5
+    edges = np.asarray(substages, dtype=np.float64)
+    lengths = np.diff(edges)
+    K = len(lengths)
+    steps = np.ones((n_frames, K + 1))
+    steps[:, K] = 0.0
+    for k in range(1, K):
+        tau = max(transition * min(lengths[k - 1], lengths[k]) / 4.0, 0.3)
+        steps[:, k] = 1.0 / (1.0 + np.exp(-(t - edges[k]) / tau))
+    w = steps[:, :K] - steps[:, 1:]
+    return np.clip(w, 0.0, 1.0)
+
+
+def _phase(n_frames: int, substages) -> np.ndarray:
+    """Position of each frame within its (hard) segment, 0..1."""
+    edges = np.asarray(substages, dtype=np.float64)
+    t = np.arange(n_frames) + 0.5
+    seg = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, len(edges) - 2)
+    return (t - edges[seg]) / (edges[seg + 1] - edges[seg])
+
+
+def _latent(cfg, world, si: SynthInstance, rng) -> np.ndarray:
+    inst = si.instance
+    T = inst.total_frames
+    w = _segment_weights(T, inst.substages, cfg["transition"])
+    phase = _phase(T, inst.substages)
+    bump = 0.6 + 0.4 * np.sin(np.pi * phase)  # a sub-action is most typical in its middle
+    sig = np.zeros((T, cfg["latent"]))
+    for j, p in enumerate(si.protos):
+        traj = world.protos[p][None, :] + cfg["drift_in_segment"] * (phase[:, None] - 0.5) * world.drift_dir[p][None, :]
+        sig += w[:, j:j + 1] * traj
+    sig *= bump[:, None]
+    z = sig + cfg["instance_offset"] * rng.normal(size=(1, cfg["latent"]))
+    ar = np.zeros_like(z)
+    eps = rng.normal(size=z.shape) * cfg["smooth_noise"] * np.sqrt(1 - 0.9 ** 2)
+    for t in range(T):
+        ar[t] = (0.9 * ar[t - 1] if t else 0.0) + eps[t]
+    return z + ar
+
+
+def _features(cfg, world, si: SynthInstance, rng) -> dict:
+    z = _latent(cfg, world, si, rng)
+    bg = world.background[si.instance.action][None, :]
+    out = {}
+    for mod, bg_weight in (("rgb", cfg["background"]), ("flow", 0.3 * cfg["background"])):
+        zm = z + bg_weight * bg + cfg["white_noise"] * rng.normal(size=z.shape)
+        x = zm @ world.proj[mod]
+        out[mod] = np.logaddexp(0.0, 2.0 * x).astype(cfg["dtype"])  # softplus: non-negative like pooled CNN features
+    return out
+
+
+def _frames(cfg, world, si: SynthInstance, rng):
+    """Rendered RGB frames: a class-coloured background and one blob per sub-action prototype."""
+    W, H = cfg["video_size"]
+    inst = si.instance
+    T = inst.total_frames
+    w = _segment_weights(T, inst.substages, cfg["transition"])
+    phase = _phase(T, inst.substages)
+    ys = np.arange(H, dtype=np.float32)
+    xs = np.arange(W, dtype=np.float32)
+    ramp = (ys / H)[:, None, None]
+    bg = (world.bg_colours[inst.action][None, None, :] * (0.7 + 0.3 * ramp)).astype(np.float32)
+    bg = np.broadcast_to(bg, (H, W, 3))
+    # A small bank of sensor-noise frames drawn once: drawing fresh Gaussian noise per frame costs
+    # more than rendering it.
+    noise = rng.standard_normal((8, H, W, 3), dtype=np.float32) * 4.0
+    pick = rng.integers(0, 8, size=T)
+    for t in range(T):
+        img = bg.copy()
+        for j in np.flatnonzero(w[t] > 0.02):
+            p = si.protos[j]
+            sx, sy, dx, dy = world.motion[p]
+            cx = W * (0.5 + 0.3 * sx + 0.25 * dx * (phase[t] - 0.5))
+            cy = H * (0.5 + 0.3 * sy + 0.25 * dy * (phase[t] - 0.5))
+            r2 = 2 * (H * (0.12 + 0.05 * (p % 3))) ** 2
+            # separable Gaussian blob: two 1-D exponentials instead of one per pixel
+            mask = (np.exp(-((ys - cy) ** 2) / r2)[:, None] * np.exp(-((xs - cx) ** 2) / r2)[None, :])
+            mask = (mask * w[t, j])[..., None]
+            img = img * (1 - mask) + world.colours[p].astype(np.float32)[None, None, :] * mask
+        img += noise[pick[t]]
+        yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None, seed: int = 0, **overrides):
+    """Build the synthetic instances in memory. Returns ``(config, world, [SynthInstance])``."""
+    cfg = dict(DEFAULTS)
+    if n_instances is not None:
+        cfg["instances"] = n_instances
+    if n_classes is not None:
+        cfg["classes"] = n_classes
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown synthetic option(s): {', '.join(sorted(unknown))}")
+    cfg.update(overrides)
+    cfg["seed"] = seed
+    rng = np.random.default_rng(seed)
+    world = _World(cfg, rng)
+    n, C = cfg["instances"], cfg["classes"]
+    per_video = max(1, cfg["instances_per_video"])
+    n_videos = -(-n // per_video)
+    val_videos = set(rng.choice(n_videos, size=int(round(cfg["val_fraction"] * n_videos)), replace=False).tolist())
+    out, used_ids = [], set()
+    for v in range(n_videos):
+        yid = _youtube_id(rng)
+        while yid in used_ids:
+            yid = _youtube_id(rng)
+        used_ids.add(yid)
+        subset = "val" if v in val_videos else "train"
+        fps = float(rng.choice(cfg["fps_choices"]))
+        shot_start = round(float(rng.uniform(0, 300)), 2)
+        for i in range(min(per_video, n - len(out))):
+            c = int(rng.integers(C))
+            seq, props = _instance_layout(cfg, world, c, rng)
+            d0, d1 = cfg["duration_range"]
+            duration = float(np.clip(world.mean_duration[c] * rng.lognormal(0, 0.2), d0, d1))
+            min_frames = cfg["min_segment_frames"] * len(seq)
+            duration = max(duration, (min_frames + 1) / fps)
+            start_ms = int(rng.integers(0, 2000))
+            end_ms = start_ms + int(round(duration * 1000))
+            iid = f"s{i + 1:05d}_{start_ms // 1000}_{start_ms % 1000:03d}_{end_ms // 1000}_{end_ms % 1000:03d}"
+            total = int(round((end_ms - start_ms) / 1000.0 * fps))
+            cuts = np.round(np.cumsum(props)[:-1] * total).astype(int)
+            substages = [0]
+            m = cfg["min_segment_frames"]
+            for k, b in enumerate(cuts):  # keep every segment at least m frames long
+                remaining = len(cuts) - k
+                b = int(np.clip(b, substages[-1] + m, total - m * remaining))
+                substages.append(b)
+            substages.append(total)
+            shot_end = round(shot_start + end_ms / 1000.0 + float(rng.uniform(0.5, 3.0)), 2)
+            inst = Instance(yid, iid, c, subset, total, tuple(substages), (shot_start, shot_end))
+            out.append(SynthInstance(inst, seq, inst.fps))
+    return cfg, world, out
+
+
+def _annotators(cfg, si: SynthInstance, rng) -> list:
+    inst = si.instance
+    dur = inst.duration
+    base = np.asarray(inst.boundaries_seconds(), dtype=np.float64)
+    anns = [base]
+    for _ in range(1, cfg["annotators"]):
+        keep = base[rng.random(len(base)) > 0.1]
+        moved = keep + rng.normal(0, cfg["annotator_jitter"] * dur, size=len(keep))
+        if rng.random() < 0.15:
+            moved = np.append(moved, rng.uniform(0, dur))
+        anns.append(np.sort(np.clip(moved, 0.01 * dur, 0.99 * dur)))
+    return anns
+
+
+def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, features: bool = False,
+                  videos: bool = False, progress: bool = True, **overrides) -> dict:
+    """Write the synthetic dataset to ``out_dir``; returns the paths written.
+
+    Always: ``tapos_annotation.json`` (released layout), ``gebd_annotators.json`` (GEBD layout with
+    several simulated annotators; they are all consistent, so ``f1_consis_avg`` is 1.0) and
+    ``synth_truth.json`` (config, class templates, prototype of every segment). With ``features``:
+    ``features.h5`` (schema tapos-features/1, one row per frame). With ``videos``:
+    ``videos/<key>.mp4``.
+    """
+    from tqdm import tqdm
+
+    from .features import FeatureWriter
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg, world, items = generate(n_instances, n_classes, seed, **overrides)
+    paths = {"annotations": out_dir / "tapos_annotation.json"}
+    save_annotations([si.instance for si in items], paths["annotations"])
+    seeds = np.random.SeedSequence(seed).spawn(3)
+    ann_rng = np.random.default_rng(seeds[0])
+    gebd = []
+    for si in items:
+        inst = si.instance
+        gebd.append(GebdVideo(inst.key, inst.duration, _annotators(cfg, si, ann_rng), inst.total_frames, inst.fps,
+                              None, 1.0, {"action": inst.action, "subset": inst.subset}))
+    paths["gebd"] = out_dir / "gebd_annotators.json"
+    save_gebd(gebd, paths["gebd"])
+    truth = {
+        "config": cfg,
+        "templates": world.templates,
+        "segments": {si.instance.key: si.protos for si in items},
+    }
+    paths["truth"] = out_dir / "synth_truth.json"
+    atomic_write_text(paths["truth"], json.dumps(truth, indent=1))
+    if features:
+        paths["features"] = out_dir / "features.h5"
+        tmp = out_dir / ".features.h5.partial"
+        if tmp.exists():
+            tmp.unlink()
+        feat_rngs = np.random.SeedSequence(seed + 1).spawn(len(items))
+        with FeatureWriter(tmp, backbone="synthetic", weights="none", modalities=("rgb", "flow"),
+                           attrs={"synthetic_seed": seed}) as writer:
+            for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not progress):
+                feats = _features(cfg, world, si, np.random.default_rng(ss))
+                writer.write(si.instance.key, feats, fps=si.instance.fps, num_frames=si.instance.total_frames)
+        tmp.replace(paths["features"])
+    if videos:
+        from .ffmpeg import encode_video
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths["videos"] = out_dir / "videos"
+        vid_rngs = np.random.SeedSequence(seed + 2).spawn(len(items))
+
+        def render(job):
+            si, ss = job
+            target = paths["videos"] / f"{si.instance.key}.mp4"
+            encode_video(_frames(cfg, world, si, np.random.default_rng(ss)), target, si.fps)
+
+        # ffmpeg encodes in its own process while the next video renders
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+            jobs = pool.map(render, zip(items, vid_rngs))
+            for _ in tqdm(jobs, total=len(items), desc="videos", unit="video", disable=not progress):
+                pass
+    return paths

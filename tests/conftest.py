@@ -1,0 +1,66 @@
+"""Shared fixtures: small real files written the way users' files look."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def run_cli(*args, check=True, cwd=None):
+    """Run an installed console script (e.g. ``tapos-data``) and return the CompletedProcess."""
+    cmd = [str(BIN / args[0]), *map(str, args[1:])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+# A few entries in the released layout. YouTube ids contain "_" and "-" on purpose.
+RAW_ANNOTATIONS = {
+    "yMK2zxDDs2A": {
+        "s00004_0_100_7_931": {"action": 11, "substages": [0, 79, 195], "total_frames": 195,
+                               "shot_timestamps": [43.36, 53.48], "subset": "train"},
+        "s00006_2_500_6_500": {"action": 3, "substages": [0, 20, 50, 100], "total_frames": 100,
+                               "shot_timestamps": [60.0, 70.2], "subset": "train"},
+    },
+    "a_b-c_d-e_f": {
+        "s00012_1_000_11_000": {"action": 11, "substages": [0, 60, 120, 200, 300], "total_frames": 300,
+                                "shot_timestamps": [5.5, 20.0], "subset": "val"},
+    },
+    "Zz-_09aB_cD": {
+        "s00001_0_000_4_000": {"action": 3, "substages": [0, 50, 120], "total_frames": 120,
+                               "shot_timestamps": [0.0, 4.5], "subset": "val"},
+    },
+}
+
+
+@pytest.fixture
+def cli():
+    """``cli("tapos-data", "stats", path, check=False)``: run an installed console script."""
+    return run_cli
+
+
+@pytest.fixture
+def raw_annotations():
+    return json.loads(json.dumps(RAW_ANNOTATIONS))
+
+
+@pytest.fixture
+def annotation_file(tmp_path, raw_annotations):
+    path = tmp_path / "tapos_annotation.json"
+    path.write_text(json.dumps(raw_annotations))
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory):
+    """A small synthetic dataset with features (shared, read-only for tests)."""
+    from tapos.data.synth import write_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    write_dataset(out, n_instances=60, n_classes=5, seed=3, features=True, progress=False)
+    return out

@@ -1,0 +1,81 @@
+"""The five folders install as tapos.* and every module ends up in the wheel."""
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("data", "extract", "parse", "evaluate", "tsn")
+SCRIPTS = ("tapos-data", "tapos-evaluate", "tapos-extract", "tapos-parse", "tapos-tsn")
+
+
+def _source_modules():
+    mods = set()
+    for stage in STAGES:
+        folder = ROOT / stage
+        if not folder.is_dir():
+            continue
+        for py in folder.rglob("*.py"):
+            rel = py.relative_to(ROOT)
+            mods.add("tapos/" + rel.as_posix())
+    return mods
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    src = tmp_path_factory.mktemp("src")
+    for name in ("setup.cfg", "pyproject.toml", "README.md", *STAGES):
+        p = ROOT / name
+        if p.is_dir():
+            shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif p.exists():
+            shutil.copy(p, src / name)
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
+                   check=True, capture_output=True)
+    (whl,) = out.glob("tapos-*.whl")
+    return whl
+
+
+def test_every_module_is_in_the_wheel(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = _source_modules()
+    assert modules, "no stage folder found"
+    assert modules <= names, f"missing from the wheel: {sorted(modules - names)}"
+    assert "tapos/__init__.py" not in names  # tapos is a namespace package
+    assert not any(n.startswith(("data/", "evaluate/", "tests/")) for n in names)  # nothing at top level
+
+
+def test_wheel_declares_console_scripts(wheel):
+    zf = zipfile.ZipFile(wheel)
+    ep = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
+    text = zf.read(ep).decode()
+    for stage in STAGES:
+        script = f"tapos-{stage}"
+        if (ROOT / stage / "cli.py").exists():
+            assert f"{script} = tapos.{stage}.cli:main" in text
+
+
+def test_installed_version_and_imports():
+    import tapos.data
+    import tapos.evaluate
+
+    assert tapos.data.__version__ == importlib.metadata.version("tapos")
+    assert Path(tapos.data.__file__).resolve().parent == ROOT / "data"
+    # the repository's top-level folders never shadow PyPI names
+    assert "data" not in sys.modules and "evaluate" not in sys.modules
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_and_version(script, cli):
+    stage = script.split("-")[1]
+    if not (ROOT / stage / "cli.py").exists():
+        pytest.skip(f"stage {stage} not built yet")
+    proc = cli(script, "--help")
+    assert "Example" in proc.stdout
+    proc = cli(script, "--version")
+    assert importlib.metadata.version("tapos") in proc.stdout
