@@ -71,7 +71,24 @@ class InstanceInfo:
         return self.num_rows / self.fps
 
 
-class FeatureWriter:
+class _H5Handle:
+    """Close-on-exit for the classes below, which keep one h5py file in ``self._file``."""
+
+    _file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class FeatureWriter(_H5Handle):
     """Writes instances into a cache file, creating it with the schema attributes.
 
     Each instance is written under a temporary name and renamed when complete, so a reader never
@@ -146,19 +163,8 @@ class FeatureWriter:
         group.move(tmp, key)
         self._file.flush()
 
-    def close(self) -> None:
-        if self._file:
-            self._file.close()
-            self._file = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class FeatureReader:
+class FeatureReader(_H5Handle):
     """Lazy read access to a feature cache: nothing is loaded until an instance is asked for.
 
     Safe to hand to DataLoader workers: the file is reopened in each process.
@@ -254,14 +260,3 @@ class FeatureReader:
         if len({p.shape[0] for p in parts}) != 1:
             raise FeatureCacheError(f"{self.path}: instance {key}: modalities have different row counts")
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .annotations import Annotations
+from .plotting import pyplot, save_figure
 
 BOUNDARY_BINS = 20  # bins of normalized time in the boundary-position distribution (Figure 2)
 
@@ -80,11 +81,7 @@ def boundary_histogram(annotations: Annotations, bins: int = BOUNDARY_BINS) -> p
 
 def save_figures(annotations: Annotations, out_dir) -> list:
     """Figure 1 (instances and mean sub-actions per class) and Figure 2 (boundary positions)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out_dir = Path(out_dir)
     per_class = per_class_table(annotations)
     paths = []
@@ -100,10 +97,7 @@ def save_figures(annotations: Annotations, out_dir) -> list:
     ax2.set_title("Sub-actions per class")
     for ax in (ax1, ax2):
         ax.tick_params(axis="x", labelrotation=90 if len(labels) > 12 else 0)
-    fig.tight_layout()
-    paths.append(out_dir / "subactions_per_class.png")
-    fig.savefig(paths[-1], dpi=150)
-    plt.close(fig)
+    paths.append(save_figure(fig, out_dir / "subactions_per_class.png"))
 
     hist = boundary_histogram(annotations)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -113,10 +107,7 @@ def save_figures(annotations: Annotations, out_dir) -> list:
     ax.set_xlabel("boundary position (fraction of instance length)")
     ax.set_ylabel("probability")
     ax.set_title("Sub-action boundary positions")
-    fig.tight_layout()
-    paths.append(out_dir / "boundary_positions.png")
-    fig.savefig(paths[-1], dpi=150)
-    plt.close(fig)
+    paths.append(save_figure(fig, out_dir / "boundary_positions.png"))
     return paths
 
 

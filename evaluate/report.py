@@ -1,9 +1,12 @@
 """Readable tables and the precision / recall / F1 figure (the paper's Figure 7)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
+
+from tapos.data.plotting import pyplot, save_figure
 
 from .protocols import EvaluationResult, Scores
 
@@ -52,34 +55,19 @@ def _panel(ax, scores: Scores, xlabel: str, title: str) -> None:
 
 def plot_result(result: EvaluationResult, path, title: str = "") -> Path:
     """Precision, recall and F1 against the threshold; two panels for the TAPOS protocol."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [(result.relative, "relative distance (fraction of length)", "relative")]
     if result.absolute is not None:
         panels.append((result.absolute, "absolute distance (frames)", "absolute"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
     for ax, (sc, xlabel, name) in zip(axes[0], panels):
         _panel(ax, sc, xlabel, f"{title} {name}".strip())
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=150)
 
 
 def plot_by_class(by_class: dict, path) -> Path:
     """One panel per action class (relative distances)."""
-    import math
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(by_class)
     cols = min(4, n)
     rows = math.ceil(n / cols)
@@ -88,9 +76,4 @@ def plot_by_class(by_class: dict, path) -> Path:
         _panel(ax, res.relative, "relative distance", f"class {action} ({res.counts['videos']} inst.)")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
