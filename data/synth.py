@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from scipy.signal import lfilter
 
 from .annotations import Instance, save_annotations
 from .gebd import GebdVideo, save_gebd
@@ -156,10 +157,8 @@ def _latent(cfg, world, si: SynthInstance, rng) -> np.ndarray:
         sig += w[:, j:j + 1] * traj
     sig *= bump[:, None]
     z = sig + cfg["instance_offset"] * rng.normal(size=(1, cfg["latent"]))
-    ar = np.zeros_like(z)
     eps = rng.normal(size=z.shape) * cfg["smooth_noise"] * np.sqrt(1 - 0.9 ** 2)
-    for t in range(T):
-        ar[t] = (0.9 * ar[t - 1] if t else 0.0) + eps[t]
+    ar = lfilter([1.0], [1.0, -0.9], eps, axis=0)  # AR(1): ar[t] = 0.9 ar[t-1] + eps[t]
     return z + ar
 
 

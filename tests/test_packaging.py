@@ -79,3 +79,24 @@ def test_help_and_version(script, cli):
     assert "Example" in proc.stdout
     proc = cli(script, "--version")
     assert importlib.metadata.version("tapos") in proc.stdout
+
+
+def test_the_wheel_works_on_its_own(wheel, tmp_path):
+    """Install the wheel into a bare folder and import from there, not from the source tree."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),
+                    str(wheel)], check=True, capture_output=True)
+    code = (
+        "import sys\n"
+        # drop the editable install's finder so that only the wheel's files can be found
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()"
+        " and 'editable' not in getattr(f, '__name__', '').lower()]\n"
+        f"sys.path.insert(0, {str(target)!r})\n"
+        "import tapos.data, tapos.evaluate.cli\n"
+        "print(tapos.data.__file__)\n"
+        "tapos.evaluate.cli.main(['--version'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith(str(target))
+    assert importlib.metadata.version("tapos") in proc.stdout
