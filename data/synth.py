@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import string
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -53,6 +54,8 @@ DEFAULTS = {
     "instance_offset": 0.25,     # std of a per-instance constant offset
     "smooth_noise": 0.25,        # std of AR(1) temporally smooth noise
     "white_noise": 0.35,         # std of per-frame white noise
+    "view_changes": 0.25,        # camera changes (pan, zoom, cut to another angle) per second, anywhere
+    "view_shift": 1.2,           # size of the step a camera change adds to every frame after it
     "annotators": 3,             # annotators simulated in gebd_annotators.json (annotator 0 = the json)
     "annotator_jitter": 0.02,    # std of other annotators' boundary shifts, fraction of duration
     "video_size": [96, 64],      # width, height of rendered videos (even numbers)
@@ -145,6 +148,22 @@ def _phase(n_frames: int, substages) -> np.ndarray:
     return (t - edges[seg]) / (edges[seg + 1] - edges[seg])
 
 
+def _view_offsets(cfg, si: SynthInstance) -> np.ndarray:
+    """Piecewise-constant offsets ``(T, latent)`` from camera changes at random times.
+
+    They change what every frame looks like without changing the sub-action, so a detector of
+    local change fires on them; features and videos of an instance share them (own generator,
+    seeded by the dataset seed and the instance key)."""
+    inst = si.instance
+    T, L = inst.total_frames, cfg["latent"]
+    rng = np.random.default_rng([int(cfg["seed"]), zlib.crc32(inst.key.encode())])
+    n = rng.poisson(cfg["view_changes"] * inst.duration)
+    out = np.zeros((T, L))
+    for t in np.sort(rng.integers(1, max(T, 2), size=n)):
+        out[t:] += rng.normal(size=L) * cfg["view_shift"] / np.sqrt(L)
+    return out
+
+
 def _latent(cfg, world, si: SynthInstance, rng) -> np.ndarray:
     inst = si.instance
     T = inst.total_frames
@@ -159,7 +178,7 @@ def _latent(cfg, world, si: SynthInstance, rng) -> np.ndarray:
     z = sig + cfg["instance_offset"] * rng.normal(size=(1, cfg["latent"]))
     eps = rng.normal(size=z.shape) * cfg["smooth_noise"] * np.sqrt(1 - 0.9 ** 2)
     ar = lfilter([1.0], [1.0, -0.9], eps, axis=0)  # AR(1): ar[t] = 0.9 ar[t-1] + eps[t]
-    return z + ar
+    return z + ar + _view_offsets(cfg, si)
 
 
 def _features(cfg, world, si: SynthInstance, rng) -> dict:
@@ -189,8 +208,9 @@ def _frames(cfg, world, si: SynthInstance, rng):
     # more than rendering it.
     noise = rng.standard_normal((8, H, W, 3), dtype=np.float32) * 4.0
     pick = rng.integers(0, 8, size=T)
+    view = _view_offsets(cfg, si)[:, :3] * 60.0  # a camera change shifts the scene's colours
     for t in range(T):
-        img = bg.copy()
+        img = bg + view[t].astype(np.float32)
         for j in np.flatnonzero(w[t] > 0.02):
             p = si.protos[j]
             sx, sy, dx, dy = world.motion[p]

@@ -1,0 +1,164 @@
+"""The interface every parsing method offers, and the batching they share.
+
+A parser is built from a config (its class's commented ``DEFAULTS`` updated with overrides),
+fitted on a training split (a ``tapos.data.FeatureDataset``: features, boundaries, action labels)
+and predicts, for one instance's ``(T, D)`` features, the rows where a new sub-action starts;
+``predict`` maps them to annotation frames. ``state()`` is a plain dict of tensors, numbers and
+strings (saved in ``model.pt`` and loadable with ``torch.load(..., weights_only=True)``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from tapos.data.errors import TaposError
+
+from .segments import rows_to_frames
+
+NORM_INSTANCES = 2000  # instances read to estimate the per-dimension feature mean and std
+
+
+@dataclass
+class FitOptions:
+    """How to fit (not what): shared by every method."""
+
+    epochs: Optional[int] = None    # None: the method's default
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    num_workers: int = 0            # DataLoader workers reading the HDF5 cache
+    on_epoch: Optional[Callable] = None  # called with each history row
+
+
+def collate(items: list, mean: Optional[np.ndarray] = None, std: Optional[np.ndarray] = None) -> dict:
+    """Instances concatenated along time (no padding: the SPS units and losses work per frame
+    and per instance). Rows are normalized with ``mean``/``std`` when given.
+
+    Returns ``x (N, D)``, ``inst (N,)`` instance of each row, ``seg (N,)`` segment of each row
+    within its instance, ``lengths (B,)``, ``offsets (B + 1,)``, ``actions (B,)``, and per instance
+    ``row_boundaries``, ``frames`` and ``keys``.
+    """
+    xs, insts, segs = [], [], []
+    for i, it in enumerate(items):
+        x = it["features"]
+        T = x.shape[0]
+        xs.append(x)
+        insts.append(torch.full((T,), i, dtype=torch.long))
+        segs.append(torch.searchsorted(it["row_boundaries"], torch.arange(T), right=True))
+    x = torch.cat(xs)
+    if mean is not None:
+        x = (x - torch.as_tensor(mean, dtype=x.dtype)) / torch.as_tensor(std, dtype=x.dtype)
+    lengths = torch.tensor([it["features"].shape[0] for it in items], dtype=torch.long)
+    return {
+        "x": x,
+        "inst": torch.cat(insts),
+        "seg": torch.cat(segs),
+        "lengths": lengths,
+        "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
+        "actions": torch.tensor([it["action"] for it in items], dtype=torch.long),
+        "row_boundaries": [it["row_boundaries"] for it in items],
+        "frames": [it["frames"] for it in items],
+        "keys": [it["key"] for it in items],
+    }
+
+
+def feature_stats(dataset, max_instances: int = NORM_INSTANCES, seed: int = 0):
+    """Per-dimension mean and std over the rows of (at most ``max_instances``) instances."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(dataset))
+    if len(idx) > max_instances:
+        idx = np.sort(rng.choice(idx, size=max_instances, replace=False))
+    n, s, ss = 0, None, None
+    for i in idx:
+        x = dataset[int(i)]["features"].double()
+        s = x.sum(0) if s is None else s + x.sum(0)
+        ss = (x * x).sum(0) if ss is None else ss + (x * x).sum(0)
+        n += x.shape[0]
+    mean = s / n
+    std = torch.sqrt(torch.clamp(ss / n - mean * mean, min=0.0)) + 1e-4
+    return mean.float().numpy(), std.float().numpy()
+
+
+class Parser:
+    """Base class. Subclasses set ``name``, ``DEFAULTS`` and implement ``fit`` and ``boundary_rows``."""
+
+    name = ""
+    DEFAULTS: dict = {}
+    normalize = True  # standardize features with training statistics before the method sees them
+
+    def __init__(self, **config):
+        unknown = set(config) - set(self.DEFAULTS)
+        if unknown:
+            raise TaposError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(self.DEFAULTS)})")
+        self.config = {**self.DEFAULTS, **config}
+        self.dim: Optional[int] = None
+        self.num_classes: Optional[int] = None
+        self.mean: Optional[np.ndarray] = None
+        self.std: Optional[np.ndarray] = None
+
+    # --- fitting -------------------------------------------------------------------------
+    def prepare(self, train, opts: FitOptions) -> None:
+        """Record the input dimension, the classes and the normalization statistics."""
+        self.dim = train.dim
+        self.num_classes = max(int(i.action) for i in train.instances) + 1
+        if self.normalize:
+            self.mean, self.std = feature_stats(train, seed=opts.seed)
+
+    def fit(self, train, val=None, opts: Optional[FitOptions] = None) -> list:
+        """Fit on ``train``; return the history (one dict per epoch)."""
+        raise NotImplementedError
+
+    # --- inference -----------------------------------------------------------------------
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if self.dim is not None and (x.ndim != 2 or x.shape[1] != self.dim):
+            raise TaposError(f"{self.name}: features have shape {x.shape}, the model expects (T, {self.dim})")
+        if self.normalize and self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+    def boundary_rows(self, x: np.ndarray) -> np.ndarray:
+        """Rows (1..T-1) where a new sub-action starts, for normalized features ``x (T, D)``."""
+        raise NotImplementedError
+
+    def predict(self, features: np.ndarray, frames=None) -> np.ndarray:
+        """Boundaries of one instance in annotation frames (``frames[t]``: row t's frame;
+        default: row t is frame t). Instances of fewer than 2 rows have none."""
+        x = self.transform(features)
+        if frames is None:
+            frames = np.arange(x.shape[0], dtype=np.float64)
+        if x.shape[0] < 2:
+            return np.zeros(0, dtype=np.int64)
+        return rows_to_frames(self.boundary_rows(x), frames)
+
+    # --- persistence ---------------------------------------------------------------------
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def state(self) -> dict:
+        return {
+            "method": self.name,
+            "config": dict(self.config),
+            "dim": self.dim,
+            "num_classes": self.num_classes,
+            "mean": None if self.mean is None else torch.from_numpy(np.asarray(self.mean)),
+            "std": None if self.std is None else torch.from_numpy(np.asarray(self.std)),
+            "extra": self.extra_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Parser":
+        parser = cls(**state["config"])
+        parser.dim = state["dim"]
+        parser.num_classes = state["num_classes"]
+        parser.mean = None if state["mean"] is None else state["mean"].numpy()
+        parser.std = None if state["std"] is None else state["std"].numpy()
+        parser.load_extra_state(state["extra"])
+        return parser

@@ -1,0 +1,156 @@
+"""ISBA, iterative soft boundary assignment (paper section 6.2, after Ding & Xu 2018), adapted to
+parsing with pseudo transcripts: the mean features of the annotated training segments are grouped
+into K clusters, and an instance's transcript is the ordered list of its segments' clusters
+(weak supervision: the order, not the timing). A temporal convolution classifier is trained on
+frame targets from the current boundaries, softened around each boundary; the boundaries start
+uniform and are re-assigned ``rounds`` times, each boundary moving to where the classifier's
+log-likelihood of the transcript, split there, is highest. Inference: the classifier's argmax
+label per frame; a new sub-action starts where it changes."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import register
+from .segments import change_points, merge_short_segments
+from .training import TorchParser
+
+
+class FrameClassifier(nn.Module):
+    def __init__(self, dim: int, hidden: int, kernel: int, classes: int, dropout: float):
+        super().__init__()
+        self.conv1 = nn.Conv1d(dim, hidden, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv1d(hidden, classes, kernel, padding=kernel // 2)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (T, D) -> class logits (T, classes)."""
+        h = self.dropout(F.relu(self.conv1(x.t()[None])))
+        return self.conv2(h)[0].t()
+
+
+def soft_targets(T: int, bounds, labels, k: int, width: float) -> torch.Tensor:
+    """Frame targets (T, k): each segment's label, blended linearly with the next one's over
+    ``width`` x the shorter segment's length on both sides of their boundary."""
+    y = torch.zeros(T, k)
+    edges = [0, *bounds, T]
+    for j, lab in enumerate(labels):
+        y[edges[j]:edges[j + 1], lab] = 1.0
+    t = torch.arange(T, dtype=torch.float32)
+    for j, b in enumerate(bounds):
+        w = max(1.0, width * min(edges[j + 1] - edges[j], edges[j + 2] - edges[j + 1]))
+        nxt = ((t - b) / (2 * w) + 0.5).clamp(0, 1)  # weight of the next segment's label
+        zone = (t >= b - w) & (t < b + w)
+        mix = torch.zeros(T, k)
+        mix[:, labels[j]] = 1 - nxt
+        mix[:, labels[j + 1]] += nxt
+        y[zone] = mix[zone]
+    return y
+
+
+def reassign(log_probs: np.ndarray, bounds: list, labels: list) -> list:
+    """Move each boundary, in order, to the split of its two neighbouring segments that maximizes
+    the summed log-probability of their transcript labels."""
+    bounds = list(bounds)
+    T = len(log_probs)
+    for j in range(len(bounds)):
+        lo = (bounds[j - 1] if j else 0) + 1
+        hi = (bounds[j + 1] if j + 1 < len(bounds) else T) - 1
+        if hi < lo:
+            continue
+        a = np.cumsum(log_probs[lo - 1:hi + 1, labels[j]])
+        b = np.cumsum(log_probs[lo - 1:hi + 1, labels[j + 1]][::-1])[::-1]
+        # split at t: rows [lo-1, t) take labels[j], rows [t, hi] take labels[j + 1]
+        cand = np.arange(lo, hi + 1)
+        score = a[cand - lo] + b[cand - lo + 1]
+        bounds[j] = int(cand[int(np.argmax(score))])
+    return bounds
+
+
+@register
+class ISBAParser(TorchParser):
+    name = "isba"
+    DEFAULTS = {
+        **TorchParser.DEFAULTS,
+        "k": 64,            # K clusters of segment features: the pseudo sub-action labels
+        "hidden": 256,      # channels of the classifier's first convolution
+        "kernel": 5,        # temporal kernel of the classifier
+        "dropout": 0.3,
+        "rounds": 3,        # boundary re-assignments (spread evenly over the epochs)
+        "soft_width": 0.1,  # blend around a boundary, fraction of the shorter segment
+        "min_segment": 1,   # merge runs shorter than this (rows); 1 = off
+    }
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        self.transcripts: dict = {}
+        self.bounds: dict = {}
+
+    def build_model(self) -> nn.Module:
+        return FrameClassifier(self.dim, self.config["hidden"], self.config["kernel"], self.config["k"],
+                               self.config["dropout"])
+
+    def _pseudo_transcripts(self, train) -> None:
+        from sklearn.cluster import KMeans
+
+        means, owners = [], []
+        for i in range(len(train)):
+            item = train[i]
+            x = self.transform(item["features"].numpy())
+            edges = [0, *item["row_boundaries"].tolist(), len(x)]
+            for j in range(len(edges) - 1):
+                if edges[j + 1] > edges[j]:
+                    means.append(x[edges[j]:edges[j + 1]].mean(0))
+                    owners.append((item["key"], len(x)))
+        k = min(int(self.config["k"]), len(means))
+        labels = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(np.stack(means))
+        self.transcripts, self.bounds = {}, {}
+        for (key, T), lab in zip(owners, labels):
+            self.transcripts.setdefault(key, []).append(int(lab))
+            self.bounds[key] = T
+        for key, T in self.bounds.items():  # uniform initial boundaries
+            n = len(self.transcripts[key])
+            self.bounds[key] = [int(round(T * j / n)) for j in range(1, n)]
+
+    def start_epoch(self, epoch: int, train) -> None:
+        if epoch == 1:
+            self._pseudo_transcripts(train)
+            return
+        epochs = self._epochs
+        every = max(1, epochs // (int(self.config["rounds"]) + 1))
+        if (epoch - 1) % every or (epoch - 1) // every > int(self.config["rounds"]):
+            return
+        self.model.eval()
+        with torch.inference_mode():
+            for i in range(len(train)):
+                item = train[i]
+                key = item["key"]
+                x = torch.from_numpy(self.transform(item["features"].numpy()))
+                lp = F.log_softmax(self.model(x.to(next(self.model.parameters()).device)), -1).cpu().numpy()
+                self.bounds[key] = reassign(lp, self.bounds[key], self.transcripts[key])
+        self.model.train()
+
+    def fit(self, train, val=None, opts=None):
+        from .base import FitOptions
+
+        opts = opts or FitOptions()
+        self._epochs = opts.epochs or self.config["epochs"]
+        return super().fit(train, val, opts)
+
+    def losses(self, model, batch) -> dict:
+        offsets = batch["offsets"].tolist()
+        k = int(self.config["k"])
+        losses = []
+        for i, key in enumerate(batch["keys"]):
+            s, e = offsets[i], offsets[i + 1]
+            logits = model(batch["x"][s:e])
+            y = soft_targets(e - s, self.bounds[key], self.transcripts[key], k, self.config["soft_width"])
+            losses.append(-(y.to(logits.device) * F.log_softmax(logits, -1)).sum(-1).mean())
+        loss = torch.stack(losses).mean()
+        return {"loss": loss, "soft_ce": loss}
+
+    def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
+        labels = model(x).argmax(-1).cpu().numpy()
+        return change_points(merge_short_segments(labels, int(self.config["min_segment"])))

@@ -1,0 +1,73 @@
+"""k-means baseline (paper Table 2, k = 64): cluster the frame features of the training split;
+a new sub-action starts where a frame's cluster differs from the previous frame's."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import FitOptions, Parser
+from .registry import register
+from .segments import change_points, merge_short_segments
+from .training import fit_once
+
+
+@register
+class KMeansParser(Parser):
+    name = "kmeans"
+    DEFAULTS = {
+        "k": 64,              # clusters (the paper's k = 64)
+        "passes": 2,          # streaming passes of MiniBatchKMeans over the training frames
+        "chunk_frames": 8192,  # frames per partial_fit step (bounds memory at any dataset size)
+        "min_segment": 1,     # merge runs shorter than this (rows); 1 = off (the paper)
+    }
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        self.centers = None
+
+    def fit(self, train, val=None, opts=None) -> list:
+        from sklearn.cluster import MiniBatchKMeans
+        from tqdm import tqdm
+
+        opts = opts or FitOptions()
+        self.prepare(train, opts)
+        k = int(self.config["k"])
+
+        def run():
+            km = MiniBatchKMeans(n_clusters=k, random_state=opts.seed, batch_size=max(1024, 3 * k), n_init=3)
+            rng = np.random.default_rng(opts.seed)
+            chunk_min = max(int(self.config["chunk_frames"]), 3 * k)
+            for p in range(int(self.config["passes"])):
+                buf, n = [], 0
+                order = rng.permutation(len(train))
+                for i in tqdm(order, desc=f"kmeans pass {p + 1}", unit="inst", disable=not opts.progress, leave=False):
+                    x = self.transform(train[int(i)]["features"].numpy())
+                    buf.append(x)
+                    n += len(x)
+                    if n >= chunk_min:
+                        km.partial_fit(np.concatenate(buf))
+                        buf, n = [], 0
+                if buf and (n >= k or not hasattr(km, "cluster_centers_")):
+                    data = np.concatenate(buf)
+                    if len(data) >= k:
+                        km.partial_fit(data)
+            if not hasattr(km, "cluster_centers_"):
+                from tapos.data.errors import TaposError
+
+                raise TaposError(f"kmeans: the training split has fewer frames than k = {k}")
+            self.centers = km.cluster_centers_.astype(np.float32)
+
+        return fit_once(self, train, val, opts, run)
+
+    def labels(self, x: np.ndarray) -> np.ndarray:
+        d = (x * x).sum(1, keepdims=True) - 2 * x @ self.centers.T + (self.centers * self.centers).sum(1)[None, :]
+        return d.argmin(1)
+
+    def boundary_rows(self, x: np.ndarray) -> np.ndarray:
+        return change_points(merge_short_segments(self.labels(x), int(self.config["min_segment"])))
+
+    def extra_state(self) -> dict:
+        return {"centers": torch.from_numpy(self.centers)}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.centers = state["centers"].numpy()

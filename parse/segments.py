@@ -1,0 +1,78 @@
+"""From per-row outputs to boundaries: label changes, smoothing, peak picking, rows to frames."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def change_points(labels) -> np.ndarray:
+    """Rows ``t`` where ``labels[t] != labels[t - 1]``: a new sub-action starts at ``t``."""
+    labels = np.asarray(labels)
+    if labels.size < 2:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(labels[1:] != labels[:-1]).astype(np.int64) + 1
+
+
+def merge_short_segments(labels, min_length: int) -> np.ndarray:
+    """Relabel runs shorter than ``min_length`` rows with a neighbouring run's label.
+
+    The shortest run is merged first, into the longer of its neighbours, until every run is long
+    enough (or one run is left). ``min_length <= 1`` returns the labels unchanged.
+    """
+    labels = np.asarray(labels).copy()
+    if min_length <= 1 or labels.size == 0:
+        return labels
+    while True:
+        starts = np.concatenate([[0], change_points(labels)])
+        ends = np.concatenate([starts[1:], [labels.size]])
+        lengths = ends - starts
+        if len(lengths) == 1 or lengths.min() >= min_length:
+            return labels
+        i = int(np.argmin(lengths))
+        left = lengths[i - 1] if i > 0 else -1
+        right = lengths[i + 1] if i + 1 < len(lengths) else -1
+        src = starts[i - 1] if left >= right else starts[i + 1]
+        labels[starts[i]:ends[i]] = labels[src]
+
+
+def pick_peaks(score, threshold: float, min_distance: int = 1) -> np.ndarray:
+    """Local maxima of ``score`` that reach ``threshold``, at least ``min_distance`` rows apart
+    (the higher peak wins)."""
+    s = np.asarray(score, dtype=np.float64)
+    if s.size < 3:
+        return np.zeros(0, dtype=np.int64)
+    left = np.concatenate([[-np.inf], s[:-1]])
+    right = np.concatenate([s[1:], [-np.inf]])
+    cand = np.flatnonzero((s >= left) & (s > right) & (s >= threshold))
+    keep = []
+    for i in cand[np.argsort(-s[cand], kind="stable")]:
+        if all(abs(i - j) >= min_distance for j in keep):
+            keep.append(int(i))
+    return np.array(sorted(keep), dtype=np.int64)
+
+
+def runs_above(score, threshold: float) -> np.ndarray:
+    """One boundary per maximal run of rows with ``score >= threshold``: the run's highest row."""
+    s = np.asarray(score, dtype=np.float64)
+    above = s >= threshold
+    out = []
+    t = 0
+    while t < s.size:
+        if above[t]:
+            u = t
+            while u < s.size and above[u]:
+                u += 1
+            out.append(t + int(np.argmax(s[t:u])))
+            t = u
+        else:
+            t += 1
+    return np.array(out, dtype=np.int64)
+
+
+def rows_to_frames(rows, frames) -> np.ndarray:
+    """Boundary rows to annotation frames (``frames[t]`` is row t's annotation frame), rounded,
+    without duplicates and without 0 (the instance start is not a boundary)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    frames = np.asarray(frames, dtype=np.float64)
+    rows = rows[(rows > 0) & (rows < frames.size)]
+    out = np.unique(np.round(frames[rows]).astype(np.int64))
+    return out[out > 0]

@@ -1,0 +1,182 @@
+"""TransParser (paper section 5.2): stacked Soft-Pattern-Strengthen units over frame features.
+
+An SPS unit keeps a learned pattern miner ``phi`` (m x d_phi). Each frame feature ``f_t`` is a
+query against the miner's rows (keys and values)::
+
+    alpha_t = softmax((f_t W_Q)(phi W_K)^T)        (1)   one distribution over the m patterns
+    r_t     = alpha_t (phi W_V)                    (2)
+
+with two heads (two groups of W_Q, W_K, W_V) whose outputs are merged by one fc layer into
+``r~_t``; the unit outputs ``f'_t = FFN(f_t + r~_t)``. A second unit maps ``f'`` to ``f''``.
+
+Losses: the local loss ``(L_sim + lambda) / L_dissim`` on the attention of the last unit
+(mean L2 distance between attention vectors of frames of the same sub-action, over that of frames
+of different sub-actions), and the global loss, the NLL of the action class from the mean over
+frames of ``W f''_t``. Inference: the argmax pattern of the last unit's attention per frame; a new
+sub-action starts where it changes.
+
+Where the paper is silent, our choices (all in ``DEFAULTS``):
+
+- the attention of several heads is their mean (a distribution over the m patterns); it is what
+  the local loss shapes and what inference reads. ``attention=0`` or ``1`` picks one head instead;
+- an input projection to ``d_model`` (``None`` keeps the feature width, as the paper writes it);
+- scaling by 1/sqrt(d_k) and the FFN with residual and LayerNorm, as in the Transformer [50];
+- the local loss on at most ``local_max_frames`` random frames per instance (it is O(T^2));
+- ``min_segment`` merges argmax runs shorter than that many rows (1 = off, the paper).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import register
+from .segments import change_points, merge_short_segments
+from .training import TorchParser
+
+
+class SPSUnit(nn.Module):
+    """One Soft-Pattern-Strengthen unit. ``forward(f) -> (f', alpha)`` with ``f`` (N, d) and
+    ``alpha`` (heads, N, m)."""
+
+    def __init__(self, d: int, patterns: int, d_phi: int, heads: int = 2, d_k: int = 64, d_ff: int = 512,
+                 dropout: float = 0.1, post_norm: bool = True, scaled: bool = True):
+        super().__init__()
+        self.phi = nn.Parameter(torch.randn(patterns, d_phi) / math.sqrt(d_phi))  # the pattern miner
+        self.w_q = nn.Parameter(torch.randn(heads, d, d_k) / math.sqrt(d))
+        self.w_k = nn.Parameter(torch.randn(heads, d_phi, d_k) / math.sqrt(d_phi))
+        self.w_v = nn.Parameter(torch.randn(heads, d_phi, d) / math.sqrt(d_phi))
+        self.merge = nn.Linear(heads * d, d)  # the single fc layer merging the heads' r_t
+        self.ffn = nn.Sequential(nn.Linear(d, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+        self.post_norm = post_norm
+        if post_norm:
+            self.norm1 = nn.LayerNorm(d)
+            self.norm2 = nn.LayerNorm(d)
+        self.scale = 1.0 / math.sqrt(d_k) if scaled else 1.0
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, f: torch.Tensor):
+        q = torch.einsum("nd,hdk->hnk", f, self.w_q)               # (H, N, d_k)
+        k = torch.einsum("md,hdk->hmk", self.phi, self.w_k)        # (H, m, d_k)
+        v = torch.einsum("md,hdk->hmk", self.phi, self.w_v)        # (H, m, d)
+        alpha = torch.softmax(torch.einsum("hnk,hmk->hnm", q, k) * self.scale, dim=-1)  # (1)
+        r = torch.einsum("hnm,hmd->hnd", alpha, v)                 # (2)
+        r_tilde = self.merge(r.permute(1, 0, 2).reshape(f.shape[0], -1))
+        x = f + self.dropout(r_tilde)                              # amplification
+        if self.post_norm:
+            x = self.norm1(x)
+            return self.norm2(x + self.dropout(self.ffn(x))), alpha
+        return self.ffn(x), alpha
+
+
+class TransParserNet(nn.Module):
+    def __init__(self, dim: int, num_classes: int, cfg: dict):
+        super().__init__()
+        d = cfg["d_model"] or dim
+        self.inp = nn.Sequential(nn.Linear(dim, d), nn.LayerNorm(d)) if cfg["d_model"] else nn.Identity()
+        self.units = nn.ModuleList([
+            SPSUnit(d, cfg["patterns"], cfg["d_phi"], cfg["heads"], cfg["d_k"], cfg["d_ff"], cfg["dropout"],
+                    cfg["post_norm"], cfg["scaled"])
+            for _ in range(cfg["units"])
+        ])
+        self.classifier = nn.Linear(d, num_classes)  # W of the global loss
+        self.attention = cfg["attention"]
+
+    def forward(self, x: torch.Tensor):
+        """Returns the last unit's output ``(N, d)`` and its attention ``(N, m)``."""
+        f = self.inp(x)
+        for unit in self.units:
+            f, alpha = unit(f)
+        att = alpha.mean(0) if self.attention == "mean" else alpha[int(self.attention)]
+        return f, att
+
+
+def local_loss(att: torch.Tensor, seg: torch.Tensor, lam: float, eps: float = 1e-8):
+    """``(L_sim + lam) / L_dissim`` for one instance: ``att`` (T, m), ``seg`` (T,) segment ids.
+
+    Returns ``(loss, L_sim, L_dissim)``, or None when the instance has a single sub-action
+    (no pair across sub-actions). Pairs of a frame with itself are left out of L_sim.
+    """
+    d2 = (att[:, None, :] - att[None, :, :]).pow(2).sum(-1)
+    dist = torch.sqrt(d2 + eps)  # eps: a finite gradient where two attentions coincide
+    same = seg[:, None] == seg[None, :]
+    off_diag = ~torch.eye(len(seg), dtype=torch.bool, device=att.device)
+    sim_mask = same & off_diag
+    if not (~same).any() or not sim_mask.any():
+        return None
+    l_sim = dist[sim_mask].mean()
+    l_dissim = dist[~same].mean()
+    return (l_sim + lam) / l_dissim, l_sim, l_dissim
+
+
+@register
+class TransParser(TorchParser):
+    name = "transparser"
+    DEFAULTS = {
+        **TorchParser.DEFAULTS,
+        "units": 2,               # stacked SPS units (Table 3: 1 or 2)
+        "local_loss": True,       # the local loss on the last unit's attention (Table 3 ablation)
+        "patterns": 32,           # m, rows of each pattern miner (paper silent; Figure 8 shows row 16)
+        "d_model": 256,           # input projection width; None: no projection, d = feature width
+        "d_phi": 128,             # width of a pattern (a miner row)
+        "heads": 2,               # the paper's two groups of W_Q, W_K, W_V
+        "d_k": 64,                # query/key width per head
+        "d_ff": 512,              # hidden width of the FFN
+        "dropout": 0.1,           # on r~_t and inside the FFN
+        "post_norm": True,        # residual + LayerNorm around the FFN, as in the Transformer
+        "scaled": True,           # 1/sqrt(d_k) inside the softmax, as in the Transformer
+        "lambda": 0.5,            # regularizer in (L_sim + lambda) / L_dissim (paper silent)
+        "global_weight": 1.0,     # weight of the global (classification) loss
+        "local_max_frames": 256,  # frames sampled per instance for the O(T^2) local loss
+        "attention": "mean",      # heads' attention used by the loss and inference: "mean", 0 or 1
+        "min_segment": 1,         # merge argmax runs shorter than this (rows); 1 = off (the paper)
+    }
+
+    def build_model(self) -> nn.Module:
+        return TransParserNet(self.dim, self.num_classes, self.config)
+
+    def losses(self, model, batch) -> dict:
+        f, att = model(batch["x"])
+        # global loss: NLL of the class from the mean over each instance's frames of W f''_t
+        logits = model.classifier(f)
+        B = len(batch["lengths"])
+        mean_logits = torch.zeros(B, logits.shape[1], device=logits.device).index_add_(0, batch["inst"], logits)
+        mean_logits = mean_logits / batch["lengths"].to(logits.device)[:, None].float()
+        l_global = F.cross_entropy(mean_logits, batch["actions"].to(logits.device))
+        terms = {"global": l_global}
+        loss = self.config["global_weight"] * l_global
+        if self.config["local_loss"]:
+            locs, sims, dissims = [], [], []
+            offsets = batch["offsets"].tolist()
+            cap = self.config["local_max_frames"]
+            for i in range(B):
+                s, e = offsets[i], offsets[i + 1]
+                idx = torch.arange(s, e, device=att.device)
+                if e - s > cap:
+                    idx = idx[torch.randperm(e - s, device=att.device)[:cap]]
+                out = local_loss(att[idx], batch["seg"][idx], self.config["lambda"])
+                if out is not None:
+                    locs.append(out[0])
+                    sims.append(out[1].detach())
+                    dissims.append(out[2].detach())
+            if locs:
+                l_local = torch.stack(locs).mean()
+                loss = loss + l_local
+                terms.update({"local": l_local, "sim": torch.stack(sims).mean(), "dissim": torch.stack(dissims).mean()})
+        terms["loss"] = loss
+        return terms
+
+    def attention(self, x: np.ndarray) -> np.ndarray:
+        """The last unit's attention ``(T, m)`` for raw features ``x`` (for analysis and plots)."""
+        with torch.inference_mode():
+            _, att = self.model(torch.from_numpy(np.ascontiguousarray(self.transform(x))))
+        return att.numpy()
+
+    def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
+        _, att = model(x)
+        labels = att.argmax(-1).cpu().numpy()
+        labels = merge_short_segments(labels, int(self.config["min_segment"]))
+        return change_points(labels)
