@@ -1,4 +1,4 @@
-"""CTM, connectionist temporal modelling (paper section 6.2, after Huang et al. 2016), adapted to
+"""CTM, connectionist temporal modelling (paper section 6.2, after Huang, Fei-Fei and Niebles, ECCV 2016), adapted to
 parsing: a recurrent network outputs per-frame probabilities over k abstract sub-action labels.
 TAPOS gives no sub-action labels, only how many sub-actions an instance has (n), so every
 labeling of n sub-actions is a possible target, and "the loss is changed to the sum of log

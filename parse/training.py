@@ -103,7 +103,7 @@ class TorchParser(Parser):
             sums: dict = {}
             steps = 0
             bar = tqdm(loader, desc=f"{self.name} {epoch}/{epochs}", unit="batch", disable=not opts.progress,
-                       leave=False)
+                       leave=False, mininterval=0.5)
             for batch in bar:
                 batch = _to_device(batch, opts.device)
                 terms = self.losses(self.model, batch)

@@ -1,0 +1,128 @@
+"""``tapos-parse``: train parsers on cached features and predict sub-action boundaries."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from tapos.data.cli_utils import TaposGroup, echo_table
+from tapos.data.predictions import save_predictions
+from tapos.data.version import __version__
+
+from .registry import PARSERS
+
+_MODALITIES = ["rgb", "flow", "rgb+flow"]
+
+
+@click.group(cls=TaposGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tapos-parse")
+def main():
+    """Temporal action parsing on cached features: TransParser and its baselines.
+
+    \b
+    Methods: transparser, kmeans, isba, ctm, tcn, pa (tapos-parse methods lists their options).
+    \b
+    Example:
+      tapos-parse train --method transparser --features feats.h5 --annotations tapos_annotation.json --out runs/tp
+      tapos-parse predict --model runs/tp --features feats.h5 --annotations tapos_annotation.json --out pred.json
+      tapos-evaluate tapos tapos_annotation.json pred.json
+    """
+
+
+def _overrides(items, method) -> dict:
+    defaults = PARSERS[method].DEFAULTS
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in defaults:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE, NAME one of {', '.join(defaults)}",
+                                     param_hint="--set")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+@main.command()
+@click.option("--method", type=click.Choice(sorted(PARSERS)), required=True)
+@click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Feature cache (HDF5, schema tapos-features/1).")
+@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="tapos_annotation.json: trains on `train`, validates on `val`.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Model directory: config.json, model.pt, log.csv, training.png.")
+@click.option("--modality", type=click.Choice(_MODALITIES), default="rgb+flow", show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Default: the method's own.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Training is deterministic on CPU for a seed.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+              help="DataLoader processes reading the cache.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a method default (value as JSON), e.g. --set min_segment=3.")
+def train(method, features, annotations, out_dir, modality, epochs, seed, device, workers, overrides):
+    """Train METHOD on the train subset, keep the epoch with the best val F1.
+
+    Validation after every epoch uses the TAPOS protocol (F1 averaged over the relative
+    thresholds). Example:
+
+      tapos-parse train --method transparser --features feats.h5 --annotations ann.json --out runs/tp
+    """
+    from .run import train as run_train
+
+    _, history = run_train(method, features, annotations, out_dir, modality, epochs, seed, device,
+                           _overrides(overrides, method), progress=True, num_workers=workers)
+    import pandas as pd
+
+    df = pd.DataFrame(history).set_index("epoch")
+    cols = [c for c in df.columns if c in ("loss", "val_f1_rel", "val_f1_abs", "val_prec_rel", "val_rec_rel")]
+    echo_table(df[cols])
+    if "val_f1_rel" in df:
+        best = df["val_f1_rel"].idxmax()
+        click.echo(f"best epoch {best}: val avg F1 {df.loc[best, 'val_f1_rel']:.4f} (rel), "
+                   f"{df.loc[best, 'val_f1_abs']:.4f} (abs)")
+    click.echo(f"wrote {out_dir}/model.pt, config.json, log.csv, training.png")
+
+
+@main.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
+              help="A directory written by tapos-parse train.")
+@click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Predict the instances of --split, in annotation frames. Without: every cached instance.")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="val", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Prediction file {key: [boundary, ...]} for tapos-evaluate.")
+@click.option("--seconds", is_flag=True, help="Boundaries in seconds from the instance start (GEBD protocol).")
+def predict(model_dir, features, annotations, split, out, seconds):
+    """Predict sub-action boundaries with a trained model.
+
+    Frames are relative to the instance start in annotation frames (with --annotations) or frames
+    of the cached clip (without); --seconds gives seconds. Example:
+
+      tapos-parse predict --model runs/tp --features feats.h5 --annotations ann.json --out pred.json
+    """
+    from .run import predict as run_predict
+
+    preds = run_predict(model_dir, features, annotations, split, seconds)
+    save_predictions(preds, out)
+    n = sum(len(v) for v in preds.values())
+    click.echo(f"wrote {len(preds)} instances, {n} boundaries ({'seconds' if seconds else 'frames'}) to {out}")
+
+
+@main.command()
+def methods():
+    """List the methods and their options with defaults."""
+    for name in sorted(PARSERS):
+        cls = PARSERS[name]
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().replace("\n", " ")
+        doc = doc.split(": ")[0].split(". ")[0]
+        click.echo(f"{name}: {doc}")
+        for k, v in cls.DEFAULTS.items():
+            click.echo(f"    {k} = {json.dumps(v)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,113 @@
+"""The library behind ``tapos-parse``: train a method on a cache and write its model directory,
+predict boundaries for a split or a whole cache."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from tapos.data.annotations import Annotations, load_annotations
+from tapos.data.dataset import FeatureDataset
+from tapos.data.errors import TaposError
+from tapos.data.features import FeatureReader, parse_modality
+from tapos.data.io import atomic_write_text
+from tapos.data.plotting import pyplot, save_figure
+
+from .base import FitOptions
+from .checkpoint import load_model, save_model
+from .registry import get_parser
+
+
+def _annotations(annotations) -> Annotations:
+    return annotations if isinstance(annotations, Annotations) else load_annotations(annotations)
+
+
+def train(method: str, features, annotations, out_dir=None, modality: str = "rgb+flow",
+          epochs: Optional[int] = None, seed: int = 0, device: str = "cpu", overrides: Optional[dict] = None,
+          progress: bool = True, num_workers: int = 0):
+    """Fit ``method`` on the ``train`` subset, validating on ``val`` after each epoch (the best
+    epoch is kept). With ``out_dir``: ``config.json``, ``model.pt``, ``log.csv`` (written after
+    every epoch) and ``training.png``. Returns ``(parser, history)``."""
+    import pandas as pd
+
+    ann = _annotations(annotations)
+    modality = "+".join(parse_modality(modality))
+    train_ds = FeatureDataset(features, ann, "train", modality)
+    val_ds = FeatureDataset(features, ann, "val", modality) if len(ann.split("val")) else None
+    parser = get_parser(method, **(overrides or {}))
+    history: list = []
+    out = Path(out_dir) if out_dir else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+
+    def on_epoch(row):
+        history.append(row)
+        if out:
+            atomic_write_text(out / "log.csv", pd.DataFrame(history).to_csv(index=False))
+
+    parser.fit(train_ds, val_ds, FitOptions(epochs=epochs, seed=seed, device=device, progress=progress,
+                                            num_workers=num_workers, on_epoch=on_epoch))
+    if out:
+        save_model(parser, out, modality, {"features": str(features), "annotations": str(ann.path), "seed": seed,
+                                           "epochs": len(history)})
+        plot_history(history, out / "training.png", method)
+    return parser, history
+
+
+def plot_history(history: list, path, title: str = "") -> Path:
+    """Loss terms (left) and validation F1 / precision / recall (right) per epoch."""
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [r["epoch"] for r in history]
+    skip = {"epoch", "seconds", "best"}
+    loss_keys = [k for k in history[0] if k not in skip and not k.startswith("val_")]
+    for k in loss_keys:
+        ax1.plot(epochs, [r.get(k, np.nan) for r in history], "o-", label=k, ms=3)
+    ax1.set_xlabel("epoch")
+    ax1.set_title(f"{title} training losses".strip())
+    if loss_keys:
+        ax1.legend(fontsize=8)
+    for k, style in (("val_f1_rel", "o-"), ("val_f1_abs", "s-"), ("val_prec_rel", "^--"), ("val_rec_rel", "v--")):
+        if k in history[0]:
+            ax2.plot(epochs, [r.get(k, np.nan) for r in history], style, label=k.replace("val_", ""), ms=3)
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("epoch")
+    ax2.set_title("validation (avg over thresholds)")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def predict(model_dir, features, annotations=None, split: str = "val", seconds: bool = False,
+            progress: bool = True) -> dict:
+    """``{key: boundaries}`` for the instances of ``split`` (with annotations: annotation frames,
+    or seconds from the instance start) or for every instance of the cache (without annotations:
+    frames of the cached clip, or seconds)."""
+    from tqdm import tqdm
+
+    parser, modality = load_model(model_dir)
+    reader = FeatureReader(features)
+    out = {}
+    if annotations is not None:
+        ann = _annotations(annotations)
+        ds = FeatureDataset(reader, ann, split, modality)
+        for i in tqdm(range(len(ds)), desc="predict", unit="inst", disable=not progress):
+            item = ds[i]
+            frames = parser.predict(item["features"].numpy(), item["frames"].numpy())
+            inst = ann[item["key"]]
+            out[item["key"]] = frames / inst.fps if seconds else frames
+        return out
+    keys = reader.keys()
+    if not keys:
+        raise TaposError(f"{features}: the cache holds no instances")
+    for key in tqdm(keys, desc="predict", unit="inst", disable=not progress):
+        info = reader.info(key)
+        missing = [m for m in parse_modality(modality) if m not in info.dims]
+        if missing:
+            raise TaposError(f"{features}: instance {key}: no {missing[0]} features (the model uses {modality})")
+        fi = reader.frame_index(key).astype(np.float64)
+        frames = parser.predict(reader.read(key, modality), fi)
+        source_fps = info.num_frames / info.duration  # frames of the clip per second
+        out[key] = frames / source_fps if seconds else frames
+    return out
