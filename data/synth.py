@@ -48,14 +48,15 @@ DEFAULTS = {
     "latent": 16,                # latent dimension of prototypes
     "dim": 64,                   # feature dimension per modality
     "dtype": "float32",          # feature dtype in the cache (float16 halves the size)
-    "transition": 0.3,           # width of the blend at a boundary, fraction of the shorter neighbour
+    "transition": 0.5,           # width of the blend at a boundary, fraction of the shorter neighbour
     "drift_in_segment": 0.5,     # how far a sub-action's signature moves from its start to its end
     "background": 0.2,           # weight of the per-class background vector
     "instance_offset": 0.25,     # std of a per-instance constant offset
-    "smooth_noise": 0.25,        # std of AR(1) temporally smooth noise
-    "white_noise": 0.35,         # std of per-frame white noise
-    "view_changes": 0.25,        # camera changes (pan, zoom, cut to another angle) per second, anywhere
-    "view_shift": 1.2,           # size of the step a camera change adds to every frame after it
+    "smooth_noise": 0.4,         # std of AR(1) temporally smooth noise
+    "white_noise": 0.15,         # std of per-frame white noise
+    "view_changes": 0.25,        # camera moves (pan, zoom; TAPOS instances have no cuts) per second
+    "view_shift": 2.0,           # how much a camera move changes every later frame (latent units)
+    "view_ramp": 0.3,            # seconds a camera move takes
     "annotators": 3,             # annotators simulated in gebd_annotators.json (annotator 0 = the json)
     "annotator_jitter": 0.02,    # std of other annotators' boundary shifts, fraction of duration
     "video_size": [96, 64],      # width, height of rendered videos (even numbers)
@@ -149,18 +150,21 @@ def _phase(n_frames: int, substages) -> np.ndarray:
 
 
 def _view_offsets(cfg, si: SynthInstance) -> np.ndarray:
-    """Piecewise-constant offsets ``(T, latent)`` from camera changes at random times.
+    """Offsets ``(T, latent)`` from camera moves (pans, zooms) at random times.
 
-    They change what every frame looks like without changing the sub-action, so a detector of
-    local change fires on them; features and videos of an instance share them (own generator,
-    seeded by the dataset seed and the instance key)."""
+    Each move shifts what every later frame looks like, over ``view_ramp`` seconds, without
+    changing the sub-action: a detector of local change fires on it. Features and videos of an
+    instance share them (own generator, seeded by the dataset seed and the instance key)."""
     inst = si.instance
     T, L = inst.total_frames, cfg["latent"]
     rng = np.random.default_rng([int(cfg["seed"]), zlib.crc32(inst.key.encode())])
     n = rng.poisson(cfg["view_changes"] * inst.duration)
+    ramp = max(1, int(round(cfg["view_ramp"] * inst.fps)))
+    t = np.arange(T)
     out = np.zeros((T, L))
-    for t in np.sort(rng.integers(1, max(T, 2), size=n)):
-        out[t:] += rng.normal(size=L) * cfg["view_shift"] / np.sqrt(L)
+    for start in np.sort(rng.integers(1, max(T, 2), size=n)):
+        step = rng.normal(size=L) * cfg["view_shift"] / np.sqrt(L)
+        out += np.clip((t - start + 1) / ramp, 0.0, 1.0)[:, None] * step[None, :]
     return out
 
 

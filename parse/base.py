@@ -87,6 +87,9 @@ class Parser:
 
     name = ""
     DEFAULTS: dict = {}
+    # Post-processing options that may be "auto": chosen on the val split after fitting, among
+    # these candidates (the first is used when there is no val split).
+    TUNABLE: dict = {}
     normalize = True  # standardize features with training statistics before the method sees them
 
     def __init__(self, **config):
@@ -111,6 +114,31 @@ class Parser:
     def fit(self, train, val=None, opts: Optional[FitOptions] = None) -> list:
         """Fit on ``train``; return the history (one dict per epoch)."""
         raise NotImplementedError
+
+    def option(self, key):
+        """A config value; an untuned ``"auto"`` reads as its first candidate."""
+        value = self.config[key]
+        return self.TUNABLE[key][0] if value == "auto" else value
+
+    def tune(self, val) -> dict:
+        """Replace every ``"auto"`` option by the candidate with the best val avg F1 (relative
+        thresholds); returns ``{option: (chosen, {candidate: F1})}``."""
+        from .training import validation_scores
+
+        chosen = {}
+        for key, candidates in self.TUNABLE.items():
+            if self.config.get(key) != "auto":
+                continue
+            if val is None:
+                self.config[key] = candidates[0]
+                continue
+            scores = {}
+            for c in candidates:
+                self.config[key] = c
+                scores[c] = validation_scores(self, val)["val_f1_rel"]
+            self.config[key] = max(candidates, key=lambda c: scores[c])  # first of the best
+            chosen[key] = (self.config[key], scores)
+        return chosen
 
     # --- inference -----------------------------------------------------------------------
     def transform(self, x: np.ndarray) -> np.ndarray:

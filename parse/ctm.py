@@ -82,8 +82,9 @@ class CTMParser(TorchParser):
         **TorchParser.DEFAULTS,
         "labels": 16,      # k abstract sub-action labels
         "hidden": 128,     # width of the convolution and the bidirectional GRU
-        "min_segment": 1,  # merge runs shorter than this (rows); 1 = off
+        "min_segment": "auto",  # merge runs shorter than this (rows); 1 = off; "auto": chosen on val
     }
+    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
 
     def build_model(self) -> nn.Module:
         return CTMNet(self.dim, self.config["hidden"], self.config["labels"])
@@ -103,4 +104,4 @@ class CTMParser(TorchParser):
 
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         labels = best_path_labels(model(x).cpu().numpy())
-        return change_points(merge_short_segments(labels, int(self.config["min_segment"])))
+        return change_points(merge_short_segments(labels, int(self.option("min_segment"))))

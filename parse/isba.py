@@ -80,8 +80,9 @@ class ISBAParser(TorchParser):
         "dropout": 0.3,
         "rounds": 3,        # boundary re-assignments (spread evenly over the epochs)
         "soft_width": 0.1,  # blend around a boundary, fraction of the shorter segment
-        "min_segment": 1,   # merge runs shorter than this (rows); 1 = off
+        "min_segment": "auto",  # merge runs shorter than this (rows); 1 = off; "auto": chosen on val
     }
+    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -153,4 +154,4 @@ class ISBAParser(TorchParser):
 
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         labels = model(x).argmax(-1).cpu().numpy()
-        return change_points(merge_short_segments(labels, int(self.config["min_segment"])))
+        return change_points(merge_short_segments(labels, int(self.option("min_segment"))))

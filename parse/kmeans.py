@@ -18,8 +18,9 @@ class KMeansParser(Parser):
         "k": 64,              # clusters (the paper's k = 64)
         "passes": 2,          # streaming passes of MiniBatchKMeans over the training frames
         "chunk_frames": 8192,  # frames per partial_fit step (bounds memory at any dataset size)
-        "min_segment": 1,     # merge runs shorter than this (rows); 1 = off (the paper)
+        "min_segment": "auto",  # merge runs shorter than this (rows); 1 = off; "auto": chosen on val
     }
+    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -64,7 +65,7 @@ class KMeansParser(Parser):
         return d.argmin(1)
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
-        return change_points(merge_short_segments(self.labels(x), int(self.config["min_segment"])))
+        return change_points(merge_short_segments(self.labels(x), int(self.option("min_segment"))))
 
     def extra_state(self) -> dict:
         return {"centers": torch.from_numpy(self.centers)}

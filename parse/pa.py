@@ -32,9 +32,11 @@ class PAParser(Parser):
     normalize = False  # cosine dissimilarity of raw features: nothing is learned
     DEFAULTS = {
         "window": 5,        # rows averaged on each side
-        "threshold": 0.5,   # a peak must reach mean + threshold * std of the instance's scores
+        "threshold": "auto",  # a peak must reach mean + threshold * std of the instance's scores;
+                              # "auto": chosen on val
         "min_distance": 5,  # rows between two boundaries (the higher peak wins)
     }
+    TUNABLE = {"threshold": (0.5, 0.0, 0.25, 1.0, 1.5, 2.0)}
 
     def fit(self, train, val=None, opts=None) -> list:
         opts = opts or FitOptions()
@@ -42,5 +44,5 @@ class PAParser(Parser):
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
         s = change_score(x, int(self.config["window"]))
-        thr = s.mean() + self.config["threshold"] * s.std()
+        thr = s.mean() + self.option("threshold") * s.std()
         return pick_peaks(s, thr, int(self.config["min_distance"]))

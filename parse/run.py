@@ -49,6 +49,8 @@ def train(method: str, features, annotations, out_dir=None, modality: str = "rgb
     parser.fit(train_ds, val_ds, FitOptions(epochs=epochs, seed=seed, device=device, progress=progress,
                                             num_workers=num_workers, on_epoch=on_epoch))
     if out:
+        # tuning on val (options set to "auto") adds to the best epoch's row after the last epoch
+        atomic_write_text(out / "log.csv", pd.DataFrame(history).to_csv(index=False))
         save_model(parser, out, modality, {"features": str(features), "annotations": str(ann.path), "seed": seed,
                                            "epochs": len(history)})
         plot_history(history, out / "training.png", method)

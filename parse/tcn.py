@@ -36,9 +36,10 @@ class TCNParser(TorchParser):
         "hidden": 256,      # channels of the first temporal convolution
         "kernel": 5,        # temporal kernel of both layers (receptive field 2 * kernel - 1)
         "neighbours": 2,    # k: frames on each side of a boundary also labelled 1
-        "threshold": 0.5,   # theta_c on the sigmoid output
+        "threshold": "auto",  # theta_c on the sigmoid output (the paper: e.g. 0.5); "auto": chosen on val
         "dropout": 0.3,
     }
+    TUNABLE = {"threshold": (0.5, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)}  # the paper's 0.5 first
 
     def build_model(self) -> nn.Module:
         return TCNNet(self.dim, self.config["hidden"], self.config["kernel"], self.config["dropout"])
@@ -62,5 +63,5 @@ class TCNParser(TorchParser):
 
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         prob = torch.sigmoid(model(x)).cpu().numpy()
-        rows = runs_above(prob, self.config["threshold"])
+        rows = runs_above(prob, self.option("threshold"))
         return rows[rows > 0]

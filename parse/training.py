@@ -44,6 +44,8 @@ def fit_once(parser: Parser, train, val, opts: FitOptions, fit_fn) -> list:
     t0 = time.time()
     fit_fn()
     row = {"epoch": 1, "seconds": round(time.time() - t0, 3)}
+    for key, (value, _) in parser.tune(val).items():
+        row[f"tuned_{key}"] = value
     if val is not None:
         row.update(validation_scores(parser, val))
     if opts.on_epoch:
@@ -96,6 +98,9 @@ class TorchParser(Parser):
                             num_workers=opts.num_workers, collate_fn=lambda items: collate(items, mean, std))
         epochs = opts.epochs or self.config["epochs"]
         history, best, best_state = [], -1.0, None
+        auto = {k: self.config[k] for k in self.TUNABLE if self.config.get(k) == "auto"}
+        for k in auto:  # epochs are compared with the first candidate (the paper's setting)
+            self.config[k] = self.TUNABLE[k][0]
         for epoch in range(1, epochs + 1):
             self.start_epoch(epoch, train)
             self.model.train()
@@ -130,6 +135,13 @@ class TorchParser(Parser):
                 opts.on_epoch(row)
         self.model.load_state_dict(best_state)
         self.model.to("cpu").eval()
+        self.config.update(auto)
+        tuned = self.tune(val)
+        if tuned and history:
+            best_row = next(r for r in reversed(history) if r.get("best"))
+            for key, (value, scores) in tuned.items():
+                best_row[f"tuned_{key}"] = value
+            best_row.update({f"tuned_{k}": v for k, v in validation_scores(self, val).items()})
         return history
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:

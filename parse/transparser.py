@@ -132,8 +132,10 @@ class TransParser(TorchParser):
         "global_weight": 1.0,     # weight of the global (classification) loss
         "local_max_frames": 256,  # frames sampled per instance for the O(T^2) local loss
         "attention": "mean",      # heads' attention used by the loss and inference: "mean", 0 or 1
-        "min_segment": 1,         # merge argmax runs shorter than this (rows); 1 = off (the paper)
+        "min_segment": "auto",    # merge argmax runs shorter than this (rows); 1 = off = the paper;
+                                  # "auto": chosen on val among TUNABLE after training
     }
+    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
 
     def build_model(self) -> nn.Module:
         return TransParserNet(self.dim, self.num_classes, self.config)
@@ -178,5 +180,5 @@ class TransParser(TorchParser):
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         _, att = model(x)
         labels = att.argmax(-1).cpu().numpy()
-        labels = merge_short_segments(labels, int(self.config["min_segment"]))
+        labels = merge_short_segments(labels, int(self.option("min_segment")))
         return change_points(labels)

@@ -13,7 +13,7 @@ QUICK = {  # small models and few epochs: the suite stays fast
     "transparser": {"epochs": 16, "d_model": 64, "d_phi": 32, "d_ff": 128, "min_segment": 3},
     "kmeans": {"k": 16, "min_segment": 3},
     "isba": {"epochs": 8, "k": 16, "hidden": 64},
-    "ctm": {"epochs": 5, "hidden": 64},
+    "ctm": {"epochs": 8, "hidden": 64},
     "tcn": {"epochs": 10, "hidden": 64},
     "pa": {},
 }

@@ -1,0 +1,84 @@
+"""Training throughput and peak memory of every method at TAPOS scale.
+
+Generates (once) a synthetic cache the size of TAPOS: about 13k train instances of about 300
+frames, 2048-d float16 (1024 rgb + 1024 flow), roughly 16 GB; then trains each method for one
+epoch (k-means: one pass) in its own process and prints instances/s and the process's peak RSS.
+Target: peak RSS <= 4 GB for every method (training streams from the HDF5 cache).
+
+    python benchmarks/parse_scale.py [--data /tmp/tapos_scale] [--instances 16000] [--methods ...]
+    python benchmarks/parse_scale.py --instances 1600 --dim 256      # a quick, smaller run
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+METHODS = ["transparser", "kmeans", "isba", "ctm", "tcn", "pa"]
+
+
+def one(method: str, data: Path, max_train: int) -> dict:
+    """Runs in a child process: one epoch of ``method``; prints a JSON line."""
+    from tapos.data import FeatureDataset, load_annotations
+    from tapos.parse import FitOptions, get_parser
+
+    ann = load_annotations(data / "tapos_annotation.json")
+    train = FeatureDataset(data / "features.h5", ann, "train", "rgb+flow")
+    if max_train and len(train) > max_train:
+        train.instances = train.instances[:max_train]
+    overrides = {"passes": 1} if method == "kmeans" else ({} if method == "pa" else {"epochs": 1})
+    if method == "isba":
+        overrides["rounds"] = 0
+    parser = get_parser(method, **overrides)
+    t = time.time()
+    parser.fit(train, None, FitOptions(progress=False))
+    seconds = time.time() - t
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux reports KiB
+    return {"method": method, "instances": len(train), "seconds": seconds,
+            "instances_per_s": len(train) / seconds, "peak_rss_gb": rss_gb}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="/tmp/tapos_scale")
+    ap.add_argument("--instances", type=int, default=16000, help="instances generated (80%% train)")
+    ap.add_argument("--dim", type=int, default=1024, help="feature width per modality")
+    ap.add_argument("--max-train", type=int, default=0, help="train on at most this many instances (0: all)")
+    ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    data = Path(args.data)
+    if args.one:
+        print(json.dumps(one(args.one, data, args.max_train)))
+        return
+    if not (data / "features.h5").exists():
+        from tapos.data.synth import write_dataset
+
+        t = time.time()
+        # TAPOS-like lengths: 9-13 s at 25-30 fps, about 300 frames per instance
+        write_dataset(data, n_instances=args.instances, n_classes=21, seed=0, features=True, dim=args.dim,
+                      dtype="float16", fps_choices=[25, 30], duration_range=[9.0, 13.0])
+        print(f"generated {data} in {time.time() - t:.0f} s")
+    size = (data / "features.h5").stat().st_size / 1024 ** 3
+    rows = []
+    for method in args.methods:
+        cmd = [sys.executable, __file__, "--data", str(data), "--one", method, "--max-train", str(args.max_train)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{method}: failed\n{proc.stderr[-2000:]}")
+            continue
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"{method:<12} {r['instances']:>6} inst  {r['instances_per_s']:8.1f} inst/s  "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
+    print(f"\ncache: {size:.1f} GB on disk ({args.dim * 2}-d float16)")
+    print("| method | train instances | instances/s (1 epoch) | peak RSS (GB) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['instances']} | {r['instances_per_s']:.1f} | {r['peak_rss_gb']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
