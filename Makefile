@@ -29,7 +29,7 @@ demo: install
 	$(BIN)/tapos-evaluate tapos $(DEMO)/tapos_annotation.json $(DEMO)/pred_uniform_frames.json --split val --json $(DEMO)/eval_tapos.json --plot $(DEMO)/eval_tapos.png
 	$(BIN)/tapos-evaluate gebd $(DEMO)/gebd_val.json $(DEMO)/pred_uniform_seconds.json --json $(DEMO)/eval_gebd.json --plot $(DEMO)/eval_gebd.png
 	$(BIN)/tapos-evaluate human $(DEMO)/gebd_annotators.json --json $(DEMO)/eval_human.json
-	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --out $(DEMO)/transparser --epochs 15 --set min_segment=3
+	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --out $(DEMO)/transparser --epochs 15
 	$(BIN)/tapos-parse predict --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --split val --out $(DEMO)/pred_transparser.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/tapos_annotation.json $(DEMO)/pred_transparser.json --split val --json $(DEMO)/eval_transparser.json --plot $(DEMO)/eval_transparser.png
 

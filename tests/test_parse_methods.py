@@ -60,7 +60,7 @@ def test_finds_planted_boundaries(name, fitted, data):
     preds = predict_dataset(parser, val)
     instances = {i.key: i for i in val.instances}
     f1, chance = tight_f1(instances, preds), chance_f1(instances, preds)
-    assert f1 > 1.5 * chance and f1 > chance + 0.1, f"{name}: F1@2 frames {f1:.3f} vs chance {chance:.3f}"
+    assert f1 > 1.5 * chance and f1 > chance + 0.08, f"{name}: F1@2 frames {f1:.3f} vs chance {chance:.3f}"
 
 
 @pytest.mark.parametrize("name", sorted(QUICK))
