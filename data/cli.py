@@ -1,14 +1,13 @@
 """``tapos-data``: annotations, statistics, conversions and the synthetic dataset."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 import numpy as np
 
 from .annotations import SUBSETS, load_annotations, save_annotations
-from .cli_utils import TaposGroup, echo_table
+from .cli_utils import TaposGroup, echo_table, parse_overrides
 from .errors import TaposError
 from .version import __version__
 
@@ -55,16 +54,7 @@ def synth(out_dir, instances, classes, seed, features, videos, dim, dtype, overr
     """
     from .synth import DEFAULTS, write_dataset
 
-    extra = {}
-    for item in overrides:
-        name, sep, value = item.partition("=")
-        if not sep or name not in DEFAULTS:
-            raise click.BadParameter(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(DEFAULTS)}",
-                                     param_hint="--set")
-        try:
-            extra[name] = json.loads(value)
-        except json.JSONDecodeError:
-            extra[name] = value
+    extra = parse_overrides(overrides, DEFAULTS)
     if dim is not None:
         extra["dim"] = dim
     if dtype is not None:

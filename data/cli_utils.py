@@ -1,6 +1,8 @@
 """What every tapos command line shares: one-line errors instead of tracebacks."""
 from __future__ import annotations
 
+import json
+
 import click
 
 from .errors import TaposError
@@ -26,3 +28,19 @@ def echo_table(df, float_format="{:.4f}") -> None:
 
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
         click.echo(df.to_string(float_format=lambda v: float_format.format(v)))
+
+
+def parse_overrides(items, defaults: dict) -> dict:
+    """``--set NAME=VALUE`` options: NAME must be a key of ``defaults``; VALUE is read as JSON
+    (``3``, ``0.5``, ``[25, 30]``, ``null``) or else kept as a string."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in defaults:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(defaults)}",
+                                     param_hint="--set")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tapos.data.cli_utils import TaposGroup, echo_table
+from tapos.data.cli_utils import TaposGroup, echo_table, parse_overrides
 from tapos.data.predictions import save_predictions
 from tapos.data.version import __version__
 
@@ -29,21 +29,6 @@ def main():
       tapos-parse predict --model runs/tp --features feats.h5 --annotations tapos_annotation.json --out pred.json
       tapos-evaluate tapos tapos_annotation.json pred.json
     """
-
-
-def _overrides(items, method) -> dict:
-    defaults = PARSERS[method].DEFAULTS
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or name not in defaults:
-            raise click.BadParameter(f"{item!r}: expected NAME=VALUE, NAME one of {', '.join(defaults)}",
-                                     param_hint="--set")
-        try:
-            out[name] = json.loads(value)
-        except json.JSONDecodeError:
-            out[name] = value
-    return out
 
 
 @main.command()
@@ -73,16 +58,22 @@ def train(method, features, annotations, out_dir, modality, epochs, seed, device
     from .run import train as run_train
 
     _, history = run_train(method, features, annotations, out_dir, modality, epochs, seed, device,
-                           _overrides(overrides, method), progress=True, num_workers=workers)
+                           parse_overrides(overrides, PARSERS[method].DEFAULTS), progress=True, num_workers=workers)
     import pandas as pd
 
     df = pd.DataFrame(history).set_index("epoch")
     cols = [c for c in df.columns if c in ("loss", "val_f1_rel", "val_f1_abs", "val_prec_rel", "val_rec_rel")]
     echo_table(df[cols])
     if "val_f1_rel" in df:
-        best = df["val_f1_rel"].idxmax()
+        best = df.index[df["best"] == True][-1] if "best" in df else df["val_f1_rel"].idxmax()  # noqa: E712
         click.echo(f"best epoch {best}: val avg F1 {df.loc[best, 'val_f1_rel']:.4f} (rel), "
                    f"{df.loc[best, 'val_f1_abs']:.4f} (abs)")
+        tuned = {c[6:]: df.loc[best, c] for c in df.columns if c.startswith("tuned_") and "val_" not in c}
+        if tuned:
+            chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())
+            pre = "tuned_" if "tuned_val_f1_rel" in df else ""
+            click.echo(f"chosen on val: {chosen}: val avg F1 {df.loc[best, pre + 'val_f1_rel']:.4f} (rel), "
+                       f"{df.loc[best, pre + 'val_f1_abs']:.4f} (abs)")
     click.echo(f"wrote {out_dir}/model.pt, config.json, log.csv, training.png")
 
 
