@@ -59,7 +59,7 @@ def main():
         t = time.time()
         # TAPOS-like lengths: 9-13 s at 25-30 fps, about 300 frames per instance
         write_dataset(data, n_instances=args.instances, n_classes=21, seed=0, features=True, dim=args.dim,
-                      dtype="float16", fps_choices=[25, 30], duration_range=[9.0, 13.0])
+                      dtype="float16", fps_choices=[25, 30], duration_range=[9.0, 13.0], progress=False)
         print(f"generated {data} in {time.time() - t:.0f} s")
     size = (data / "features.h5").stat().st_size / 1024 ** 3
     rows = []
