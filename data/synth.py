@@ -28,7 +28,6 @@ from typing import Optional
 
 import numpy as np
 from scipy.signal import lfilter
-from scipy.special import expit
 
 from .annotations import Instance, save_annotations
 from .gebd import GebdVideo, save_gebd
@@ -137,7 +136,8 @@ def _segment_weights(n_frames: int, substages, transition: float) -> np.ndarray:
     steps[:, K] = 0.0
     for k in range(1, K):
         tau = max(transition * min(lengths[k - 1], lengths[k]) / 4.0, 0.3)
-        steps[:, k] = expit((t - edges[k]) / tau)  # logistic step, no overflow far from the edge
+        with np.errstate(over="ignore"):  # exp overflows to inf far before the edge: the step is 0 there
+            steps[:, k] = 1.0 / (1.0 + np.exp(-(t - edges[k]) / tau))
     w = steps[:, :K] - steps[:, 1:]
     return np.clip(w, 0.0, 1.0)
 
