@@ -107,7 +107,7 @@ class Parser:
     def prepare(self, train, opts: FitOptions) -> None:
         """Record the input dimension, the classes and the normalization statistics."""
         self.dim = train.dim
-        self.num_classes = max(int(i.action) for i in train.instances) + 1
+        self.num_classes = max(max(int(i.action) for i in train.instances) + 1, 1)
         if self.normalize:
             self.mean, self.std = feature_stats(train, seed=opts.seed)
 

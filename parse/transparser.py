@@ -147,7 +147,10 @@ class TransParser(TorchParser):
         B = len(batch["lengths"])
         mean_logits = torch.zeros(B, logits.shape[1], device=logits.device).index_add_(0, batch["inst"], logits)
         mean_logits = mean_logits / batch["lengths"].to(logits.device)[:, None].float()
-        l_global = F.cross_entropy(mean_logits, batch["actions"].to(logits.device))
+        actions = batch["actions"].to(logits.device)
+        known = actions >= 0  # -1: no class (instances converted from a file without one)
+        l_global = (F.cross_entropy(mean_logits[known], actions[known]) if known.any()
+                    else mean_logits.sum() * 0.0)
         terms = {"global": l_global}
         loss = self.config["global_weight"] * l_global
         if self.config["local_loss"]:
