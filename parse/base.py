@@ -122,7 +122,7 @@ class Parser:
 
     def tune(self, val) -> dict:
         """Replace every ``"auto"`` option by the candidate with the best val avg F1 (relative
-        thresholds); returns ``{option: (chosen, {candidate: F1})}``."""
+        thresholds); returns ``{option: (chosen, validation scores with it)}``."""
         from .training import validation_scores
 
         chosen = {}
@@ -135,9 +135,9 @@ class Parser:
             scores = {}
             for c in candidates:
                 self.config[key] = c
-                scores[c] = validation_scores(self, val)["val_f1_rel"]
-            self.config[key] = max(candidates, key=lambda c: scores[c])  # first of the best
-            chosen[key] = (self.config[key], scores)
+                scores[c] = validation_scores(self, val)
+            self.config[key] = max(candidates, key=lambda c: scores[c]["val_f1_rel"])  # first of the best
+            chosen[key] = (self.config[key], scores[self.config[key]])
         return chosen
 
     # --- inference -----------------------------------------------------------------------

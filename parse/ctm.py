@@ -91,11 +91,7 @@ class CTMParser(TorchParser):
 
     def losses(self, model, batch) -> dict:
         lengths = batch["lengths"]
-        offsets = batch["offsets"].tolist()
-        B, T_max = len(lengths), int(lengths.max())
-        x = batch["x"].new_zeros(B, T_max, batch["x"].shape[1])
-        for i in range(B):
-            x[i, : lengths[i]] = batch["x"][offsets[i]:offsets[i + 1]]
+        x = nn.utils.rnn.pad_sequence(batch["x"].split(lengths.tolist()), batch_first=True)
         lp = model.forward_padded(x, lengths)  # (B, T, C)
         n = torch.tensor([min(len(r) + 1, int(t)) for r, t in zip(batch["row_boundaries"], lengths)])
         ll = all_labelings_log_likelihood(lp, lengths, n)

@@ -15,20 +15,8 @@ from torch import nn
 
 from .registry import register
 from .segments import change_points, merge_short_segments
+from .tcn import TemporalConvNet
 from .training import TorchParser
-
-
-class FrameClassifier(nn.Module):
-    def __init__(self, dim: int, hidden: int, kernel: int, classes: int, dropout: float):
-        super().__init__()
-        self.conv1 = nn.Conv1d(dim, hidden, kernel, padding=kernel // 2)
-        self.conv2 = nn.Conv1d(hidden, classes, kernel, padding=kernel // 2)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (T, D) -> class logits (T, classes)."""
-        h = self.dropout(F.relu(self.conv1(x.t()[None])))
-        return self.conv2(h)[0].t()
 
 
 def soft_targets(T: int, bounds, labels, k: int, width: float) -> torch.Tensor:
@@ -90,36 +78,36 @@ class ISBAParser(TorchParser):
         self.bounds: dict = {}
 
     def build_model(self) -> nn.Module:
-        return FrameClassifier(self.dim, self.config["hidden"], self.config["kernel"], self.config["k"],
+        return TemporalConvNet(self.dim, self.config["hidden"], self.config["kernel"], self.config["k"],
                                self.config["dropout"])
 
     def _pseudo_transcripts(self, train) -> None:
         from sklearn.cluster import KMeans
 
-        means, owners = [], []
+        means, owners, lengths = [], [], {}
         for i in range(len(train)):
             item = train[i]
             x = self.transform(item["features"].numpy())
+            lengths[item["key"]] = len(x)
             edges = [0, *item["row_boundaries"].tolist(), len(x)]
             for j in range(len(edges) - 1):
                 if edges[j + 1] > edges[j]:
                     means.append(x[edges[j]:edges[j + 1]].mean(0))
-                    owners.append((item["key"], len(x)))
+                    owners.append(item["key"])
         k = min(int(self.config["k"]), len(means))
         labels = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(np.stack(means))
-        self.transcripts, self.bounds = {}, {}
-        for (key, T), lab in zip(owners, labels):
+        self.transcripts = {}
+        for key, lab in zip(owners, labels):
             self.transcripts.setdefault(key, []).append(int(lab))
-            self.bounds[key] = T
-        for key, T in self.bounds.items():  # uniform initial boundaries
-            n = len(self.transcripts[key])
-            self.bounds[key] = [int(round(T * j / n)) for j in range(1, n)]
+        self.bounds = {}  # uniform initial boundaries
+        for key, labs in self.transcripts.items():
+            n = len(labs)
+            self.bounds[key] = [int(round(lengths[key] * j / n)) for j in range(1, n)]
 
-    def start_epoch(self, epoch: int, train) -> None:
+    def start_epoch(self, epoch: int, epochs: int, train) -> None:
         if epoch == 1:
             self._pseudo_transcripts(train)
             return
-        epochs = self._epochs
         every = max(1, epochs // (int(self.config["rounds"]) + 1))
         if (epoch - 1) % every or (epoch - 1) // every > int(self.config["rounds"]):
             return
@@ -132,13 +120,6 @@ class ISBAParser(TorchParser):
                 lp = F.log_softmax(self.model(x.to(next(self.model.parameters()).device)), -1).cpu().numpy()
                 self.bounds[key] = reassign(lp, self.bounds[key], self.transcripts[key])
         self.model.train()
-
-    def fit(self, train, val=None, opts=None):
-        from .base import FitOptions
-
-        opts = opts or FitOptions()
-        self._epochs = opts.epochs or self.config["epochs"]
-        return super().fit(train, val, opts)
 
     def losses(self, model, batch) -> dict:
         offsets = batch["offsets"].tolist()

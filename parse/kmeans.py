@@ -48,10 +48,8 @@ class KMeansParser(Parser):
                     if n >= chunk_min:
                         km.partial_fit(np.concatenate(buf))
                         buf, n = [], 0
-                if buf and (n >= k or not hasattr(km, "cluster_centers_")):
-                    data = np.concatenate(buf)
-                    if len(data) >= k:
-                        km.partial_fit(data)
+                if n >= k:  # the pass's remainder, when it is enough for a step
+                    km.partial_fit(np.concatenate(buf))
             if not hasattr(km, "cluster_centers_"):
                 from tapos.data.errors import TaposError
 

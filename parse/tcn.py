@@ -15,17 +15,19 @@ from .segments import runs_above
 from .training import TorchParser
 
 
-class TCNNet(nn.Module):
-    def __init__(self, dim: int, hidden: int, kernel: int, dropout: float):
+class TemporalConvNet(nn.Module):
+    """Two temporal convolutions (same-length padding): ``x`` (T, D) -> ``(T, out)``. TCN scores
+    boundaries with it (out = 1), ISBA classifies frames (out = K)."""
+
+    def __init__(self, dim: int, hidden: int, kernel: int, out: int, dropout: float):
         super().__init__()
         self.conv1 = nn.Conv1d(dim, hidden, kernel, padding=kernel // 2)
-        self.conv2 = nn.Conv1d(hidden, 1, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv1d(hidden, out, kernel, padding=kernel // 2)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (T, D) -> boundary logits (T,)."""
         h = self.dropout(F.relu(self.conv1(x.t()[None])))
-        return self.conv2(h)[0, 0]
+        return self.conv2(h)[0].t()
 
 
 @register
@@ -42,7 +44,7 @@ class TCNParser(TorchParser):
     TUNABLE = {"threshold": (0.5, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)}  # the paper's 0.5 first
 
     def build_model(self) -> nn.Module:
-        return TCNNet(self.dim, self.config["hidden"], self.config["kernel"], self.config["dropout"])
+        return TemporalConvNet(self.dim, self.config["hidden"], self.config["kernel"], 1, self.config["dropout"])
 
     def losses(self, model, batch) -> dict:
         offsets = batch["offsets"].tolist()
@@ -50,7 +52,7 @@ class TCNParser(TorchParser):
         k = int(self.config["neighbours"])
         for i, rows in enumerate(batch["row_boundaries"]):
             s, e = offsets[i], offsets[i + 1]
-            logits.append(model(batch["x"][s:e]))
+            logits.append(model(batch["x"][s:e])[:, 0])
             y = torch.zeros(e - s, device=batch["x"].device)
             for r in rows.tolist():
                 y[max(r - k, 0):min(r + k + 1, e - s)] = 1.0
@@ -62,6 +64,6 @@ class TCNParser(TorchParser):
         return {"loss": loss, "bce": loss}
 
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
-        prob = torch.sigmoid(model(x)).cpu().numpy()
+        prob = torch.sigmoid(model(x)[:, 0]).cpu().numpy()
         rows = runs_above(prob, self.option("threshold"))
         return rows[rows > 0]

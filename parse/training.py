@@ -44,10 +44,12 @@ def fit_once(parser: Parser, train, val, opts: FitOptions, fit_fn) -> list:
     t0 = time.time()
     fit_fn()
     row = {"epoch": 1, "seconds": round(time.time() - t0, 3)}
-    for key, (value, _) in parser.tune(val).items():
+    tuned = parser.tune(val)
+    scores = None
+    for key, (value, scores) in tuned.items():
         row[f"tuned_{key}"] = value
     if val is not None:
-        row.update(validation_scores(parser, val))
+        row.update(scores or validation_scores(parser, val))  # tuning already scored the choice
     if opts.on_epoch:
         opts.on_epoch(row)
     return [row]
@@ -79,7 +81,7 @@ class TorchParser(Parser):
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
 
-    def start_epoch(self, epoch: int, train) -> None:
+    def start_epoch(self, epoch: int, epochs: int, train) -> None:
         """Hook before each epoch (ISBA re-estimates its pseudo boundaries here)."""
 
     def fit(self, train, val=None, opts: Optional[FitOptions] = None) -> list:
@@ -102,7 +104,7 @@ class TorchParser(Parser):
         for k in auto:  # epochs are compared with the first candidate (the paper's setting)
             self.config[k] = self.TUNABLE[k][0]
         for epoch in range(1, epochs + 1):
-            self.start_epoch(epoch, train)
+            self.start_epoch(epoch, epochs, train)
             self.model.train()
             t0 = time.time()
             sums: dict = {}
@@ -141,7 +143,7 @@ class TorchParser(Parser):
             best_row = next(r for r in reversed(history) if r.get("best"))
             for key, (value, scores) in tuned.items():
                 best_row[f"tuned_{key}"] = value
-            best_row.update({f"tuned_{k}": v for k, v in validation_scores(self, val).items()})
+            best_row.update({f"tuned_{k}": v for k, v in scores.items()})  # scores of the last option tuned
         return history
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
