@@ -32,9 +32,27 @@ demo: install
 	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --out $(DEMO)/transparser --epochs 15
 	$(BIN)/tapos-parse predict --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --split val --out $(DEMO)/pred_transparser.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/tapos_annotation.json $(DEMO)/pred_transparser.json --split val --json $(DEMO)/eval_transparser.json --plot $(DEMO)/eval_transparser.png
+	# stage one from videos: a smaller synthetic set rendered as source videos, TAPOS instances cut out of
+	# them, BNInception (seeded random weights: no download) RGB and DIS flow at 4 rows/s; then a parser
+	# trained on those features and evaluated on val
+	$(BIN)/tapos-data synth $(DEMO)/small --instances 40 --classes 4 --seed 1 --sources --set first_shot_max=5
+	$(BIN)/tapos-extract $(DEMO)/small/sources $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --weights random --modality rgb,flow --flow dis --fps 4
+	$(BIN)/tapos-parse train --method kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --out $(DEMO)/small/kmeans
+	$(BIN)/tapos-parse predict --model $(DEMO)/small/kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --split val --out $(DEMO)/small/pred_kmeans.json
+	$(BIN)/tapos-evaluate tapos $(DEMO)/small/tapos_annotation.json $(DEMO)/small/pred_kmeans.json --split val --json $(DEMO)/small/eval_kmeans.json
 
-test: install
-	$(BIN)/python -m pytest
+# An independent BNInception (pretrainedmodels 0.7.4, BSD; its file imports only torch) that the
+# tests compare ours with on the same weights. Without network its parity test is skipped.
+REFERENCE := $(VENV)/reference/pretrainedmodels-0.7.4/pretrainedmodels/models/bninception.py
+
+$(REFERENCE):
+	mkdir -p $(VENV)/reference
+	( $(BIN)/pip download -q --no-deps --no-binary :all: pretrainedmodels==0.7.4 -d $(VENV)/reference \
+	  && tar -xzf $(VENV)/reference/pretrainedmodels-0.7.4.tar.gz -C $(VENV)/reference ) \
+	  || echo "reference BNInception not downloaded: its parity test will be skipped"
+
+test: install $(REFERENCE)
+	TAPOS_REFERENCE_BNINCEPTION=$(abspath $(REFERENCE)) $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) $(DEMO) build dist *.egg-info

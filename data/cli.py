@@ -35,11 +35,14 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
 @click.option("--features/--no-features", default=False, help="Also write OUT/features.h5 (rgb and flow).")
 @click.option("--videos/--no-videos", default=False, help="Also render OUT/videos/<key>.mp4 with ffmpeg.")
+@click.option("--sources/--no-sources", default=False,
+              help="Also render OUT/sources/<youtube_id>.mp4, the full videos the instances are cut from "
+                   "(as TAPOS users download them; use --set first_shot_max=10 to keep them short).")
 @click.option("--dim", type=click.IntRange(1), default=None, help="Feature dimension per modality (default 64).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None, help="Feature dtype.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override any generator default (see tapos.data.synth.DEFAULTS), value as JSON.")
-def synth(out_dir, instances, classes, seed, features, videos, dim, dtype, overrides):
+def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dtype, overrides):
     """Write a synthetic TAPOS-like dataset to OUT_DIR.
 
     \b
@@ -49,6 +52,7 @@ def synth(out_dir, instances, classes, seed, features, videos, dim, dtype, overr
       OUT_DIR/synth_truth.json       planted truth: class templates, prototype of each segment
       OUT_DIR/features.h5            with --features: schema tapos-features/1, one row per frame
       OUT_DIR/videos/<key>.mp4       with --videos: one small video per instance
+      OUT_DIR/sources/<id>.mp4       with --sources: the source videos, instances at their times
     \b
     Example: tapos-data synth demo/ --features --videos
     """
@@ -59,7 +63,8 @@ def synth(out_dir, instances, classes, seed, features, videos, dim, dtype, overr
         extra["dim"] = dim
     if dtype is not None:
         extra["dtype"] = dtype
-    paths = write_dataset(out_dir, instances, classes, seed, features=features, videos=videos, **extra)
+    paths = write_dataset(out_dir, instances, classes, seed, features=features, videos=videos, sources=sources,
+                          **extra)
     ann = load_annotations(paths["annotations"])
     click.echo(f"wrote {len(ann)} instances ({len(ann.split('train'))} train, {len(ann.split('val'))} val) to {out_dir}")
     for name, path in paths.items():

@@ -220,7 +220,15 @@ class FeatureReader(_H5Handle):
     def _group(self, key: str) -> h5py.Group:
         if key not in self:
             raise FeatureCacheError(f"{self.path}: no features for instance {key!r}")
-        return self._h5()[INSTANCES][key]
+        group = self._h5()[INSTANCES]
+        try:
+            return group[key]
+        except (KeyError, OSError):
+            # an index written by tapos-extract links to per-instance part files
+            link = group.get(key, getlink=True)
+            target = link.filename if isinstance(link, h5py.ExternalLink) else "?"
+            raise FeatureCacheError(f"{self.path}: instance {key}: cannot open {self.path.parent / target} "
+                                    "(parts folder moved or deleted? use tapos-extract merge to move a cache)") from None
 
     def info(self, key: str) -> InstanceInfo:
         g = self._group(key)

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -63,6 +64,7 @@ class VideoInfo:
     num_frames: int
     duration: float
     rotation: int = 0  # degrees the player rotates the stored picture (display matrix)
+    variable_rate: bool = False  # timestamps are not evenly spaced (average rate != stream rate)
 
 
 def _parse_rate(text: str) -> float:
@@ -86,8 +88,14 @@ def _probe_ffprobe(path: Path, binary: str) -> VideoInfo:
         rotation = -int(s["tags"]["rotate"])
     frames = int(s.get("nb_read_packets") or s.get("nb_frames") or 0)
     duration = float(s.get("duration") or data.get("format", {}).get("duration") or 0.0)
-    return VideoInfo(int(s["width"]), int(s["height"]), _parse_rate(s.get("avg_frame_rate") or s["r_frame_rate"]),
-                     frames, duration, rotation)
+    avg = _parse_rate(s.get("avg_frame_rate") or "0/0")
+    real = _parse_rate(s.get("r_frame_rate") or "0/0")
+    return VideoInfo(int(s["width"]), int(s["height"]), avg or real, frames, duration, rotation,
+                     _differ(avg, real))
+
+
+def _differ(avg: float, stream: float) -> bool:
+    return avg > 0 and stream > 0 and abs(avg - stream) > 0.01 * stream
 
 
 _STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: .*?, (\d{2,5})x(\d{2,5})[ ,\[]")
@@ -108,17 +116,14 @@ def _probe_ffmpeg(path: Path, binary: str) -> VideoInfo:
     size = _STREAM_RE.search(stream)
     if size is None:
         raise VideoError(f"{path}: cannot read the frame size from ffmpeg's report")
-    fps = 0.0
-    for value, kilo, kind in _FPS_RE.findall(stream):
-        fps = float(value) * (1000 if kilo else 1)
-        if kind == "fps":
-            break
+    rates = {kind: float(value) * (1000 if kilo else 1) for value, kilo, kind in _FPS_RE.findall(stream)}
+    fps = rates.get("fps") or rates.get("tbr") or 0.0
     frames = _FRAME_RE.findall(err)
     dur = _DURATION_RE.search(err)
     duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
     rot = _ROT_RE.search(err)
     return VideoInfo(int(size.group(1)), int(size.group(2)), fps, int(frames[-1]) if frames else 0, duration,
-                     int(round(float(rot.group(1)))) if rot else 0)
+                     int(round(float(rot.group(1)))) if rot else 0, _differ(fps, rates.get("tbr", 0.0)))
 
 
 def probe(path) -> VideoInfo:
@@ -136,8 +141,10 @@ def probe(path) -> VideoInfo:
         raise VideoError(f"{path}: not a readable video ({detail[-1] if detail else 'ffprobe failed'})") from None
 
 
-def encode_video(frames: Iterable[np.ndarray], path, fps: float, crf: int = 23) -> None:
-    """Encode RGB uint8 frames ``(H, W, 3)`` (even H and W) to an H.264 mp4 at ``fps``.
+def encode_video(frames: Iterable[np.ndarray], path, fps: float, crf: int = 23, vcodec: str = "libx264",
+                 pix_fmt: str = "yuv420p") -> None:
+    """Encode RGB uint8 frames ``(H, W, 3)`` to a video at ``fps`` (default: H.264 mp4, which
+    needs even H and W; ``vcodec="ffv1"`` with a ``.mkv`` path takes any size and pixel format).
 
     Written to a temporary name and renamed, so ``path`` is either absent or a complete video.
     """
@@ -151,8 +158,9 @@ def encode_video(frames: Iterable[np.ndarray], path, fps: float, crf: int = 23) 
     h, w = first.shape[:2]
     stream = (
         ffmpeg_python.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps)
-        .output(str(tmp), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="veryfast", r=fps,
-                movflags="+faststart", loglevel="error")
+        .output(str(tmp), vcodec=vcodec, pix_fmt=pix_fmt, r=fps, loglevel="error",
+                **({"crf": crf, "preset": "veryfast"} if vcodec in ("libx264", "libx265") else {}),
+                **({"movflags": "+faststart"} if path.suffix in (".mp4", ".mov") else {}))
         .overwrite_output()
     )
     proc = stream.run_async(cmd=ffmpeg_binary(), pipe_stdin=True, pipe_stderr=True)
@@ -173,3 +181,85 @@ def encode_video(frames: Iterable[np.ndarray], path, fps: float, crf: int = 23) 
             proc.wait()
         if tmp.exists():
             tmp.unlink()
+
+
+def read_frames(path, width: int, height: int, pix_fmt: str = "bgr24", filters=(), start: Optional[float] = None,
+                max_frames: Optional[int] = None, rate: Optional[float] = None, chunk: int = 32,
+                messages: Optional[list] = None):
+    """Decode a video to raw frames: yields uint8 arrays ``(n <= chunk, height, width, C)``.
+
+    ``filters`` is a list of ``(name, args, kwargs)`` ffmpeg filters that must produce frames of
+    ``width`` x ``height``; ``pix_fmt`` is ``bgr24``/``rgb24`` (C=3) or ``gray`` (C=1). ``start``
+    seeks (frame-accurately: ffmpeg decodes from the previous key frame and drops what precedes),
+    ``max_frames`` stops after that many frames, ``rate`` resamples to a constant frame rate (for
+    variable-rate input). ffmpeg applies the rotation stored in the file before ``filters``.
+    Decoding runs in the ffmpeg process; closing the generator early stops it. ffmpeg's error
+    messages are appended to ``messages`` when given (a damaged file often decodes in part
+    without failing).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such file")
+    channels = {"bgr24": 3, "rgb24": 3, "gray": 1}[pix_fmt]
+    stream = ffmpeg_python.input(str(path), **({"ss": f"{start:.6f}"} if start else {}))
+    video = stream.video
+    if rate:
+        video = video.filter("fps", fps=f"{rate:.6f}")
+    for name, args, kwargs in filters:
+        video = video.filter(name, *args, **kwargs)
+    # passthrough: a filter graph would otherwise make the output constant-rate and duplicate the
+    # first frame to fill the gap between the seek point and the first frame's time
+    out = {"format": "rawvideo", "pix_fmt": pix_fmt, "loglevel": "error", **_passthrough()}
+    if max_frames is not None:
+        out["frames:v"] = int(max_frames)
+    cmd = video.output("pipe:", **out).compile(cmd=ffmpeg_binary())
+    cmd.insert(1, "-nostdin")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    errors = messages if messages is not None else []
+    # ffmpeg can write many error lines for a damaged file: drain them so it never blocks on a full pipe
+    drain = threading.Thread(target=lambda: errors.extend(proc.stderr.read().decode(errors="replace").splitlines()),
+                             daemon=True)
+    drain.start()
+    frame_bytes = width * height * channels
+    try:
+        while True:
+            buf = _read_exactly(proc.stdout, frame_bytes * chunk)
+            n = len(buf) // frame_bytes
+            if n:
+                yield np.frombuffer(buf[: n * frame_bytes], dtype=np.uint8).reshape(n, height, width, channels)
+            if len(buf) < frame_bytes * chunk:
+                break
+        code = proc.wait()
+        drain.join()
+        if code != 0:
+            last = next((line for line in reversed(errors) if line.strip()), "ffmpeg failed")
+            raise VideoError(f"{path}: cannot decode ({last.strip()})")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+@functools.lru_cache(maxsize=None)
+def ffmpeg_version() -> tuple:
+    """(major, minor) of the chosen ffmpeg; (99, 0) for git builds that carry no release number."""
+    out = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True).stdout
+    match = re.search(r"version n?(\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else (99, 0)
+
+
+def _passthrough() -> dict:
+    # -fps_mode replaced -vsync in ffmpeg 5.1; ffmpeg 8 dropped -vsync
+    return {"fps_mode": "passthrough"} if ffmpeg_version() >= (5, 1) else {"vsync": "passthrough"}
+
+
+def _read_exactly(pipe, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        data = pipe.read(size - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)

@@ -60,6 +60,7 @@ DEFAULTS = {
     "annotators": 3,             # annotators simulated in gebd_annotators.json (annotator 0 = the json)
     "annotator_jitter": 0.02,    # std of other annotators' boundary shifts, fraction of duration
     "video_size": [96, 64],      # width, height of rendered videos (even numbers)
+    "first_shot_max": 300.0,     # seconds: a source video's first shot starts uniformly before this
 }
 
 _ID_CHARS = string.ascii_letters + string.digits + "-_"
@@ -69,7 +70,7 @@ _ID_CHARS = string.ascii_letters + string.digits + "-_"
 class SynthInstance:
     instance: Instance
     protos: list        # prototype of each segment
-    fps: float          # native frame rate (annotation fps)
+    fps: float          # native frame rate of the source video (the annotation rate is within 1%)
 
 
 class _World:
@@ -256,7 +257,7 @@ def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None,
         used_ids.add(yid)
         subset = "val" if v in val_videos else "train"
         fps = float(rng.choice(cfg["fps_choices"]))
-        shot_start = round(float(rng.uniform(0, 300)), 2)
+        shot_start = round(float(rng.uniform(0, cfg["first_shot_max"])), 2)
         for i in range(min(per_video, n - len(out))):
             c = int(rng.integers(C))
             seq, props = _instance_layout(cfg, world, c, rng)
@@ -278,7 +279,8 @@ def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None,
             substages.append(total)
             shot_end = round(shot_start + end_ms / 1000.0 + float(rng.uniform(0.5, 3.0)), 2)
             inst = Instance(yid, iid, c, subset, total, tuple(substages), (shot_start, shot_end))
-            out.append(SynthInstance(inst, seq, inst.fps))
+            out.append(SynthInstance(inst, seq, fps))
+            shot_start = shot_end  # the next shot follows this one in the source video
     return cfg, world, out
 
 
@@ -296,15 +298,35 @@ def _annotators(cfg, si: SynthInstance, rng) -> list:
     return anns
 
 
+def _source_frames(cfg, world, group, seeds):
+    """One source video: the instances of ``group`` (sorted by start) at their times, dark frames
+    between them, so that cutting ``shot_timestamps[0] + start`` finds each instance."""
+    W, H = cfg["video_size"]
+    fps = group[0].fps
+    filler = np.full((H, W, 3), 16, np.uint8)
+    frame = 0
+    for si, ss in zip(group, seeds):
+        first = int(round(si.instance.start * fps))
+        while frame < first:
+            yield filler
+            frame += 1
+        for img in _frames(cfg, world, si, np.random.default_rng(ss)):
+            yield img
+            frame += 1
+    for _ in range(int(fps)):  # a second of tail, as cut shots rarely end a video
+        yield filler
+
+
 def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, features: bool = False,
-                  videos: bool = False, progress: bool = True, **overrides) -> dict:
+                  videos: bool = False, sources: bool = False, progress: bool = True, **overrides) -> dict:
     """Write the synthetic dataset to ``out_dir``; returns the paths written.
 
     Always: ``tapos_annotation.json`` (released layout), ``gebd_annotators.json`` (GEBD layout with
     several simulated annotators; they are all consistent, so ``f1_consis_avg`` is 1.0) and
     ``synth_truth.json`` (config, class templates, prototype of every segment). With ``features``:
     ``features.h5`` (schema tapos-features/1, one row per frame). With ``videos``:
-    ``videos/<key>.mp4``.
+    ``videos/<key>.mp4``. With ``sources``: ``sources/<youtube_id>.mp4``, the full source videos the
+    instances are cut from (same frames as ``videos``; long unless ``first_shot_max`` is small).
     """
     from tqdm import tqdm
 
@@ -343,22 +365,36 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
                 feats = _features(cfg, world, si, np.random.default_rng(ss))
                 writer.write(si.instance.key, feats, fps=si.instance.fps, num_frames=si.instance.total_frames)
         tmp.replace(paths["features"])
-    if videos:
-        from .ffmpeg import encode_video
-
+    if videos or sources:
         from concurrent.futures import ThreadPoolExecutor
 
-        paths["videos"] = out_dir / "videos"
+        from .ffmpeg import encode_video
+
         vid_rngs = np.random.SeedSequence(seed + 2).spawn(len(items))
+        jobs = []
+        if videos:
+            paths["videos"] = out_dir / "videos"
+            jobs += [(paths["videos"] / f"{si.instance.key}.mp4", si.fps,
+                      lambda si=si, ss=ss: _frames(cfg, world, si, np.random.default_rng(ss)))
+                     for si, ss in zip(items, vid_rngs)]
+        if sources:
+            paths["sources"] = out_dir / "sources"
+            groups = {}
+            for si, ss in zip(items, vid_rngs):
+                groups.setdefault(si.instance.youtube_id, []).append((si, ss))
+            for yid, members in groups.items():
+                members.sort(key=lambda m: m[0].instance.start)
+                group, seeds = [m[0] for m in members], [m[1] for m in members]
+                jobs.append((paths["sources"] / f"{yid}.mp4", group[0].fps,
+                             lambda g=group, s=seeds: _source_frames(cfg, world, g, s)))
 
         def render(job):
-            si, ss = job
-            target = paths["videos"] / f"{si.instance.key}.mp4"
-            encode_video(_frames(cfg, world, si, np.random.default_rng(ss)), target, si.fps)
+            target, fps, frames = job
+            encode_video(frames(), target, fps)
 
         # ffmpeg encodes in its own process while the next video renders
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-            jobs = pool.map(render, zip(items, vid_rngs))
-            for _ in tqdm(jobs, total=len(items), desc="videos", unit="video", disable=not progress):
+            for _ in tqdm(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video",
+                          disable=not progress):
                 pass
     return paths

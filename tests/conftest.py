@@ -64,3 +64,48 @@ def synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     write_dataset(out, n_instances=60, n_classes=5, seed=3, features=True, progress=False)
     return out
+
+
+def numbered_frames(n, width=96, height=64):
+    """Gray frames whose brightness encodes their number (``frame_value``; gray survives 4:2:0
+    chroma subsampling exactly), with a white bar on the left quarter to check orientation."""
+    import numpy as np
+
+    for t in range(n):
+        img = np.full((height, width, 3), frame_value(t), np.uint8)
+        img[:, : max(1, width // 4)] = 255
+        yield img
+
+
+def frame_value(t):
+    return 16 + (t * 3) % 222  # unique for 74 frames, 3 levels apart
+
+
+def frame_number(value, n):
+    """The frame number in ``range(n)`` whose value is nearest ``value``."""
+    return min(range(n), key=lambda t: abs(frame_value(t) - float(value)))
+
+
+@pytest.fixture
+def numbers():
+    """``numbers(rgb_rows, n)``: the source frame number of each decoded 224x224 BGR row (read at a
+    point right of the white bar)."""
+    return lambda rgb, n: [frame_number(v, n) for v in rgb[:, 112, 180, 2]]
+
+
+@pytest.fixture
+def make_video():
+    """``make_video(path, n, fps, size=(96, 64), vcodec="libx264", pix_fmt="yuv420p", rotate=0)``"""
+    from tapos.data.ffmpeg import encode_video, ffmpeg_binary
+
+    def make(path, n, fps, size=(96, 64), vcodec="libx264", pix_fmt="yuv420p", rotate=0):
+        path = Path(path)
+        target = path.with_name("unrotated_" + path.name) if rotate else path
+        encode_video(numbered_frames(n, *size), target, fps, crf=4, vcodec=vcodec, pix_fmt=pix_fmt)
+        if rotate:  # a phone video: stored landscape, displayed rotated
+            subprocess.run([ffmpeg_binary(), "-v", "error", "-y", "-display_rotation", str(rotate), "-i", str(target),
+                            "-c", "copy", str(path)], check=True)
+            target.unlink()
+        return path
+
+    return make

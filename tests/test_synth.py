@@ -95,3 +95,26 @@ def test_videos_match_annotations(tmp_path):
 def test_unknown_option(tmp_path):
     with pytest.raises(ValueError, match="unknown synthetic option"):
         write_dataset(tmp_path, n_instances=3, nonsense=1)
+
+
+def test_source_videos_hold_each_instance_at_its_time(tmp_path):
+    from tapos.data.ffmpeg import probe, read_frames
+    from tapos.data.synth import write_dataset
+
+    paths = write_dataset(tmp_path, 5, 2, seed=2, videos=True, sources=True, progress=False, first_shot_max=1.0)
+    ann = load_annotations(paths["annotations"])
+    by_video = {}
+    for inst in ann.values():
+        by_video.setdefault(inst.youtube_id, []).append(inst)
+    for yid, insts in by_video.items():
+        insts.sort(key=lambda i: i.start)
+        assert all(a.end <= b.start for a, b in zip(insts, insts[1:]))  # shots follow each other
+        src = paths["sources"] / f"{yid}.mp4"
+        fps = probe(src).fps
+        frames = np.concatenate(list(read_frames(src, 96, 64, "rgb24")))
+        for inst in insts:
+            clip = np.concatenate(list(read_frames(paths["videos"] / f"{inst.key}.mp4", 96, 64, "rgb24")))
+            first = int(round(inst.start * fps))
+            diff = np.abs(frames[first:first + len(clip)].astype(int) - clip).mean()
+            before = np.abs(frames[first - 1].astype(int) - clip[0]).mean()
+            assert len(clip) == inst.total_frames and diff < 4 < before, (inst.key, diff, before)

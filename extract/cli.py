@@ -1,0 +1,114 @@
+"""``tapos-extract``: BNInception RGB and flow features from videos to the HDF5 feature cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from tapos.data.cli_utils import TaposGroup
+from tapos.data.io import atomic_write_text
+from tapos.data.version import __version__
+
+from .flow import FLOW_METHODS
+from .pipeline import DEFAULTS
+
+
+class _DefaultRun(TaposGroup):
+    """``tapos-extract VIDEOS OUT`` runs the extraction; ``tapos-extract merge ...`` the rest."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tapos-extract")
+def main():
+    """Extract BNInception features (RGB and optical flow) from videos into a feature cache.
+
+    \b
+      tapos-extract VIDEOS OUT.h5 [options]      (same as: tapos-extract run ...)
+      tapos-extract merge OUT.h5 [MERGED.h5]     one self-contained file
+    \b
+    Examples:
+      tapos-extract videos/ feats.h5 --modality rgb,flow --flow dis
+      tapos-extract youtube/ feats.h5 --annotations tapos_annotation.json --weights imagenet
+      torchrun --nproc-per-node 4 -m tapos.extract videos/ feats.h5 --device cuda --precision fp16
+    """
+
+
+@main.command()
+@click.argument("videos", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path),
+              help="tapos_annotation.json: cut each instance out of VIDEOS/<youtube_id>.<ext>, keyed globally.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), help="With --annotations: one subset only.")
+@click.option("--modality", default="rgb", show_default=True, help="rgb, flow or rgb,flow.")
+@click.option("--flow", "flow_method", type=click.Choice(sorted(FLOW_METHODS)), default=DEFAULTS["flow"],
+              show_default=True, help="Optical flow: tvl1 (the paper's, slow on CPU), dis (fast), farneback.")
+@click.option("--weights", default=DEFAULTS["weights"], show_default=True,
+              help="imagenet (downloaded once into the torch hub cache), random (tests, demos) or a .pth file.")
+@click.option("--flow-weights", help="Weights of the flow net (default: TSN's cross-modality init from --weights).")
+@click.option("--stride", type=click.IntRange(1), default=1, show_default=True, help="Keep every S-th frame.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Rows at this rate instead (nearest frames).")
+@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS["batch_size"], show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (under torchrun: cuda = cuda:LOCAL_RANK).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="Autocast precision on CUDA.")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="Stored feature type.")
+@click.option("--decoders", type=click.IntRange(1), default=DEFAULTS["decoders"], show_default=True,
+              help="Clips decoded ahead in parallel.")
+@click.option("--flow-threads", type=click.IntRange(1), help="Threads computing flow per clip (default: CPU count).")
+@click.option("--overwrite", is_flag=True, help="Redo instances already extracted (default: skip them).")
+@click.option("--no-progress", is_flag=True)
+def run(videos, out, annotations, split, modality, flow_method, weights, flow_weights, stride, fps, batch_size,
+        device, precision, dtype, decoders, flow_threads, overwrite, no_progress):
+    """Extract features of the videos in VIDEOS (a folder, searched recursively, or one file) into OUT.
+
+    \b
+    OUT is an index file; the features live in OUT's .parts/ folder beside it, one file per
+    instance, so a crash never loses finished work: rerun the same command to resume.
+    Without --annotations a video's key is its path below VIDEOS without extension, with
+    "/" replaced by "__" (videos/a/b.mp4 -> a__b).
+    """
+    from .pipeline import extract
+    from .store import parts_dir
+
+    if stride != 1 and fps is not None:
+        raise click.BadParameter("give --stride or --fps, not both", param_hint="--fps")
+    report = extract(videos, out, annotations=annotations, modalities=modality, weights=weights,
+                     flow_weights=flow_weights, flow=flow_method, stride=stride, fps=fps, split=split,
+                     batch_size=batch_size, device=device, precision=precision, dtype=dtype, decoders=decoders,
+                     flow_threads=flow_threads, overwrite=overwrite, progress=not no_progress)
+    rank = int(os.environ.get("RANK", "0"))
+    click.echo(f"{out}: {len(report.done)} extracted ({report.frames} rows), {len(report.skipped)} already done, "
+               f"{len(report.busy)} left to other processes, {len(report.failed)} failed"
+               + (f"; index links {report.indexed} instances" if rank == 0 else ""))
+    if report.failed:
+        name = "failures.txt" if int(os.environ.get("WORLD_SIZE", "1")) == 1 else f"failures.rank{rank}.txt"
+        log = parts_dir(out) / name
+        atomic_write_text(log, "".join(f"{k}\t{m}\n" for k, m in report.failed))
+        for key, msg in report.failed[:10]:
+            click.echo(f"  {key}: {msg}", err=True)
+        more = f" (all {len(report.failed)} in {log})"
+        raise click.ClickException(f"{len(report.failed)} of {len(report.failed) + len(report.done) + len(report.skipped) + len(report.busy)} "
+                                   f"clips failed{more}; the rest are in {out}; rerun to retry")
+
+
+@main.command()
+@click.argument("index", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("merged", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--no-progress", is_flag=True)
+def merge(index, merged, no_progress):
+    """Copy every instance of INDEX into one self-contained file MERGED (default: replace INDEX).
+
+    The parts folder is left in place; delete it yourself once the merged file is where you want it.
+    """
+    from .store import merge as merge_cache
+
+    target = merged or index
+    n = merge_cache(index, target, progress=not no_progress)
+    click.echo(f"{target}: {n} instances in one file")

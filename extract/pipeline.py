@@ -1,0 +1,358 @@
+"""The extraction loop: clips decoded ahead in background threads, features computed in batches,
+one part written per clip, failures isolated per clip, work shared across processes.
+
+Library use::
+
+    from tapos.extract import extract
+    report = extract("videos/", "feats.h5", modalities=("rgb", "flow"), weights="random")
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tapos.data.errors import TaposError
+from tapos.data.features import parse_modality
+
+from .clips import clips_from_annotations, clips_from_folder
+from .decode import Clip, ClipReader, Sampling
+from .store import PartStore
+
+# One defaults dict; the CLI exposes each field as an option.
+DEFAULTS = {
+    "modalities": ("rgb",),   # "rgb", "flow" or both
+    "weights": "imagenet",    # "imagenet" (download once), "random" (tests, demo) or a .pth path
+    "flow_weights": None,     # flow net weights; None: cross-modality init from `weights` (TSN)
+    "flow": "tvl1",           # tvl1 (the paper's), dis (fast on CPU) or farneback
+    "stride": 1,              # keep every S-th frame
+    "fps": None,              # or rows at this rate (nearest frames)
+    "split": None,            # with annotations: only this subset
+    "batch_size": 32,         # frames per forward pass
+    "device": "cpu",          # cpu, cuda, cuda:1; under torchrun "cuda" means cuda:LOCAL_RANK
+    "precision": "fp32",      # fp16/bf16 autocast on CUDA
+    "dtype": "float16",       # stored features (float16 halves the cache; pooled features lose nothing)
+    "decoders": 2,            # clips decoded ahead, each by its own thread and ffmpeg processes
+    "flow_threads": None,     # threads computing flow fields per clip (None: CPU count)
+    "overwrite": False,       # redo instances already extracted
+    "progress": True,
+}
+
+
+@dataclass
+class Report:
+    done: List[str] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)   # already complete
+    busy: List[str] = field(default_factory=list)      # claimed by another process
+    failed: List[Tuple[str, str]] = field(default_factory=list)
+    indexed: int = 0
+    frames: int = 0
+
+
+def _settings(opts, backbones) -> dict:
+    return {
+        "schema": "tapos-features/1", "backbone": "bninception", "modalities": list(opts["modalities"]),
+        "weights": {m: b.description for m, b in backbones.items()},
+        "flow": opts["flow"] if "flow" in opts["modalities"] else None,
+        "stride": opts["stride"], "fps": opts["fps"], "dtype": opts["dtype"],
+        "preprocessing": "rgb: short side 256 bilinear, centre crop 224, BGR minus (104,117,128); "
+                         "flow: 340x256 gray, clip +-20 -> 0..255, crop 224, 5 fields stacked, minus 128",
+    }
+
+
+def _root_attrs(settings) -> dict:
+    weights = "; ".join(f"{m}: {d}" for m, d in settings["weights"].items())
+    return {"backbone": "bninception", "weights": weights, "modalities": tuple(settings["modalities"]),
+            "frame_stride": settings["stride"], "flow_method": settings["flow"] or "",
+            "sampling_fps": settings["fps"] or 0.0, "preprocessing": settings["preprocessing"]}
+
+
+class _Distributed:
+    """torchrun support: rank, world size and a barrier (gloo, long timeout: ranks finish apart)."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self._started = False
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("gloo", timeout=timedelta(days=30))
+                self._started = True
+
+    def barrier(self):
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self):
+        if self._started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _produce(jobs, out_q, store, opts, stop):
+    """Decode clips in order into ``out_q``; messages: (kind, clip, payload)."""
+    sampling = Sampling(opts["stride"], opts["fps"])
+    mods = opts["modalities"]
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                out_q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    for clip in jobs:
+        if stop.is_set():
+            return
+        claim = store.claim(clip.key)
+        if claim is None:
+            put(("busy", clip, None))
+            continue
+        if not opts["overwrite"] and store.is_complete(clip.key, mods):
+            claim.release()
+            put(("skip", clip, None))
+            continue
+        try:
+            reader = ClipReader(clip, mods, sampling, opts["flow"], opts["flow_threads"] or os.cpu_count() or 1)
+            for chunk in reader:
+                if not put(("chunk", clip, chunk)):
+                    claim.release()
+                    return
+            put(("end", clip, (reader.meta, claim)))
+        except Exception as exc:  # isolate the failure to this clip (a bad video, a missing file)
+            claim.release()
+            msg = str(exc) if isinstance(exc, TaposError) else f"{type(exc).__name__}: {exc}"
+            put(("error", clip, msg))
+
+
+class _ClipRows:
+    """Features of one clip as batches come back; complete when its end has arrived and every
+    row queued for it has been through the network."""
+
+    def __init__(self, clip):
+        self.clip = clip
+        self.out, self.index = {}, []
+        self.queued = self.computed = 0
+        self.end = None      # (meta, claim) once the decoder has finished the clip
+        self.failed = None   # error message
+
+    @property
+    def complete(self) -> bool:
+        return self.end is not None and self.computed == self.queued
+
+
+class _Batcher:
+    """Fills batches of ``batch_size`` rows across clip boundaries (a clip's last rows share a
+    batch with the next clip's first, so short clips do not leave the device half idle)."""
+
+    def __init__(self, backbones, batch_size):
+        self.backbones, self.batch_size = backbones, batch_size
+        self.blocks = []     # (clip rows, {modality: uint8 rows})
+        self.pending = 0
+
+    def add(self, state: _ClipRows, chunk) -> None:
+        state.index.append(chunk.frame_index)
+        state.queued += len(chunk.frame_index)
+        self.blocks.append((state, {m: getattr(chunk, m) for m in self.backbones}))
+        self.pending += len(chunk.frame_index)
+        while self.pending >= self.batch_size:
+            self._run(self.batch_size)
+
+    def flush(self) -> None:
+        while self.pending:
+            self._run(min(self.pending, self.batch_size))
+
+    def _run(self, n: int) -> None:
+        taken, need = [], n
+        while need:
+            state, arrays = self.blocks[0]
+            rows = len(next(iter(arrays.values())))
+            if rows <= need:
+                taken.append((state, arrays))
+                self.blocks.pop(0)
+                need -= rows
+            else:
+                taken.append((state, {m: a[:need] for m, a in arrays.items()}))
+                self.blocks[0] = (state, {m: a[need:] for m, a in arrays.items()})
+                need = 0
+        self.pending -= n
+        sizes = [len(next(iter(a.values()))) for _, a in taken]
+        for m, net in self.backbones.items():
+            rows = np.concatenate([a[m] for _, a in taken])
+            if n < self.batch_size:
+                # Always the same batch shape: kernels chosen per shape would otherwise round a
+                # frame differently when a resumed run batches it with other frames.
+                rows = np.concatenate([rows, np.zeros((self.batch_size - n,) + rows.shape[1:], rows.dtype)])
+            feats = net(rows)[:n]
+            for (state, _), part in zip(taken, np.split(feats, np.cumsum(sizes)[:-1])):
+                state.out.setdefault(m, []).append(part)
+        for (state, _), size in zip(taken, sizes):
+            state.computed += size
+
+
+def _check_device(device: str, precision: str) -> None:
+    import torch
+
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise TaposError(f"device {device}: no CUDA device available (use --device cpu)")
+    if precision != "fp32" and not str(device).startswith("cuda"):
+        raise TaposError(f"precision {precision} needs a CUDA device (on {device} use fp32)")
+
+
+def build_backbones(opts, device: str) -> dict:
+    from .backbone import Backbone
+
+    out = {}
+    for m in opts["modalities"]:
+        spec = opts["flow_weights"] or opts["weights"] if m == "flow" else opts["weights"]
+        out[m] = Backbone(m, weights=str(spec), device=device, precision=opts["precision"],
+                          progress=opts["progress"])
+    return out
+
+
+def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = None, **options) -> Report:
+    """Extract features of every video below ``videos`` (or the TAPOS instances of ``annotations``
+    cut from their source videos there) into the cache ``out``; see :data:`DEFAULTS`."""
+    from tqdm import tqdm
+
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    opts = {**DEFAULTS, **options}
+    opts["modalities"] = parse_modality(opts["modalities"])
+    Sampling(opts["stride"], opts["fps"])  # validates
+    _check_device(opts["device"], opts["precision"])
+    report = Report()
+    store = PartStore(out)
+    store.check_output()
+    if clips is None:
+        if annotations is not None:
+            clips, missing = clips_from_annotations(annotations, videos, opts["split"])
+            if not clips and not missing:
+                raise TaposError(f"{annotations}: no instances{' in split ' + opts['split'] if opts['split'] else ''}")
+            report.failed.extend(missing)
+        else:
+            clips = clips_from_folder(videos)
+    dist = _Distributed()
+    try:
+        device = opts["device"]
+        if dist.world > 1 and device == "cuda":
+            device = f"cuda:{dist.local_rank}"
+        backbones = build_backbones(opts, device)
+        settings = _settings(opts, backbones)
+        if dist.rank == 0:
+            store.check_settings(settings, opts["overwrite"])
+        dist.barrier()
+        if dist.rank != 0:
+            store.check_settings(settings, False)
+        store.remove_stale_temporaries()
+        attrs = _root_attrs(settings)
+        mine = list(clips)[dist.rank::dist.world]
+        try:
+            _run(mine, store, opts, backbones, attrs, report, tqdm, show=opts["progress"] and dist.rank == 0)
+        finally:
+            dist.barrier()
+            if dist.rank == 0:
+                report.indexed = store.write_index(attrs)
+    finally:
+        dist.close()
+    return report
+
+
+def _run(clips, store, opts, backbones, attrs, report, tqdm, show):
+    n_dec = max(1, int(opts["decoders"]))
+    queues = [queue.Queue(maxsize=4) for _ in range(n_dec)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=_produce, args=(clips[k::n_dec], queues[k], store, opts, stop), daemon=True)
+               for k in range(n_dec)]
+    for t in threads:
+        t.start()
+    batcher = _Batcher(backbones, opts["batch_size"])
+    bar = tqdm(total=len(clips), desc="extract", unit="clip", disable=not show)
+    dtype = np.float16 if opts["dtype"] == "float16" else np.float32
+    open_clips = []
+
+    def fail(state, msg):
+        report.failed.append((state.clip.key, msg))
+        bar.write(f"failed: {state.clip.key}: {msg}")
+
+    def finish_complete():
+        for state in [s for s in open_clips if s.complete]:
+            open_clips.remove(state)
+            meta, claim = state.end
+            try:
+                if state.failed is None:
+                    features = {m: np.concatenate(v).astype(dtype) for m, v in state.out.items()}
+                    index = np.concatenate(state.index)
+                    store.write(state.clip.key, features, meta.fps, meta.num_frames, index, attrs)
+                    report.done.append(state.clip.key)
+                    report.frames += len(index)
+            except Exception as exc:
+                fail(state, str(exc) if isinstance(exc, TaposError) else f"{type(exc).__name__}: {exc}")
+            finally:
+                if claim is not None:
+                    claim.release()
+            bar.update(1)
+            bar.set_postfix(done=len(report.done), skipped=len(report.skipped), failed=len(report.failed))
+
+    try:
+        for i, clip in enumerate(clips):
+            q = queues[i % n_dec]
+            state = _ClipRows(clip)
+            while True:
+                kind, got, payload = q.get()
+                assert got.key == clip.key, "decoder queues out of order"
+                if kind == "chunk":
+                    batcher.add(state, payload)
+                    finish_complete()
+                    continue
+                if kind == "end":
+                    state.end = payload
+                    open_clips.append(state)
+                else:
+                    if kind == "skip":
+                        report.skipped.append(clip.key)
+                    elif kind == "busy":
+                        report.busy.append(clip.key)
+                    else:  # error: rows already queued are computed and dropped
+                        state.failed = payload
+                        fail(state, payload)
+                    state.end = (None, None)
+                    open_clips.append(state)
+                    if state.failed is None and state.queued == 0:
+                        open_clips.remove(state)
+                        bar.update(1)
+                break
+            finish_complete()
+        batcher.flush()
+        finish_complete()
+    finally:
+        stop.set()
+        for state in open_clips:  # interrupted: release what this process still holds
+            if state.end and state.end[1] is not None:
+                state.end[1].release()
+        for q in queues:  # unblock producers waiting to put
+            while True:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item[0] == "end":
+                    item[2][1].release()
+        for t in threads:
+            t.join(timeout=5)
+        bar.close()
