@@ -40,6 +40,13 @@ demo: install
 	$(BIN)/tapos-parse train --method kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --out $(DEMO)/small/kmeans
 	$(BIN)/tapos-parse predict --model $(DEMO)/small/kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --split val --out $(DEMO)/small/pred_kmeans.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/small/tapos_annotation.json $(DEMO)/small/pred_kmeans.json --split val --json $(DEMO)/small/eval_kmeans.json
+	# action classification with a TSN whose snippets follow the sub-actions: even segments, annotated
+	# sub-actions, and TransParser's parsing of every instance (train and val)
+	$(BIN)/tapos-parse predict --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --split all --out $(DEMO)/parsed_transparser.json
+	$(BIN)/tapos-tsn --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --sampling uniform --out $(DEMO)/tsn_uniform
+	$(BIN)/tapos-tsn --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --sampling aligned --out $(DEMO)/tsn_aligned
+	$(BIN)/tapos-tsn --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --sampling parsed --boundaries $(DEMO)/parsed_transparser.json --label "parsed (TransParser)" --out $(DEMO)/tsn_parsed
+	$(BIN)/tapos-tsn table $(DEMO)/tsn_uniform $(DEMO)/tsn_aligned $(DEMO)/tsn_parsed --out $(DEMO)/tsn_table.md
 
 # An independent BNInception (pretrainedmodels 0.7.4, BSD; its file imports only torch) that the
 # tests compare ours with on the same weights. Without network its parity test is skipped.

@@ -22,6 +22,18 @@ class TaposGroup(click.Group):
             raise click.ClickException(f"{where}: {exc.strerror}" if where else str(exc)) from None
 
 
+class DefaultCommandGroup(TaposGroup):
+    """A group whose first argument, when it is not a command name, goes to the default command
+    (``tapos-extract videos/ out.h5`` is ``tapos-extract run videos/ out.h5``)."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
 def echo_table(df, float_format="{:.4f}") -> None:
     """Print a pandas table in full, floats with a fixed number of decimals."""
     import pandas as pd

@@ -94,3 +94,20 @@ class FeatureDataset(Dataset):
             "action": inst.action,
             "total_frames": inst.total_frames,
         }
+
+
+def feature_stats(dataset, max_instances: int = 2000, seed: int = 0):
+    """Per-dimension mean and std over the rows of (at most ``max_instances``) instances."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(dataset))
+    if len(idx) > max_instances:
+        idx = np.sort(rng.choice(idx, size=max_instances, replace=False))
+    n, s, ss = 0, None, None
+    for i in idx:
+        x = dataset[int(i)]["features"].double()
+        s = x.sum(0) if s is None else s + x.sum(0)
+        ss = (x * x).sum(0) if ss is None else ss + (x * x).sum(0)
+        n += x.shape[0]
+    mean = s / n
+    std = torch.sqrt(torch.clamp(ss / n - mean * mean, min=0.0)) + 1e-4
+    return mean.float().numpy(), std.float().numpy()

@@ -251,14 +251,24 @@ class FeatureReader(_H5Handle):
             return np.asarray(g["frame_index"][()], dtype=np.int64)
         return np.arange(self.info(key).num_rows, dtype=np.int64)
 
-    def read(self, key: str, modality="rgb", dtype=np.float32) -> np.ndarray:
-        """The ``(T, D)`` features of one instance; ``"rgb+flow"`` concatenates along D."""
+    def read(self, key: str, modality="rgb", dtype=np.float32, rows=None) -> np.ndarray:
+        """The ``(T, D)`` features of one instance; ``"rgb+flow"`` concatenates along D. With
+        ``rows`` (indices, repeats allowed), only those rows are read from disk, in that order."""
         g = self._group(key)
         parts = []
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            wanted, inverse = np.unique(rows, return_inverse=True)  # h5py reads sorted, unique rows
         for mod in parse_modality(modality):
             if mod not in g:
                 raise FeatureCacheError(f"{self.path}: instance {key}: no {mod} features")
-            arr = np.asarray(g[mod][()], dtype=dtype)
+            if rows is None:
+                arr = np.asarray(g[mod][()], dtype=dtype)
+            else:
+                n = g[mod].shape[0]
+                if len(wanted) and (wanted[0] < 0 or wanted[-1] >= n):
+                    raise FeatureCacheError(f"{self.path}: instance {key}: rows outside 0..{n - 1}")
+                arr = np.asarray(g[mod][wanted], dtype=dtype)[inverse]
             if not np.isfinite(arr).all():
                 bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
                 raise FeatureCacheError(

@@ -102,3 +102,22 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class CsvLog:
+    """Rows appended during training (``log(row)``), the whole table rewritten atomically to
+    ``path`` after each (when a path is given), so a crash leaves a complete log of the epochs done."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path else None
+        self.rows: list = []
+
+    def __call__(self, row: dict) -> None:
+        self.rows.append(row)
+        self.write()
+
+    def write(self) -> None:
+        if self.path:
+            import pandas as pd
+
+            atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))

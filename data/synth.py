@@ -61,6 +61,8 @@ DEFAULTS = {
     "annotator_jitter": 0.02,    # std of other annotators' boundary shifts, fraction of duration
     "video_size": [96, 64],      # width, height of rendered videos (even numbers)
     "first_shot_max": 300.0,     # seconds: a source video's first shot starts uniformly before this
+    "signature_subactions": 0,   # brief sub-actions unique to each class, added to its template (0: none)
+    "signature_share": 0.1,      # share of the duration each of them takes
 }
 
 _ID_CHARS = string.ascii_letters + string.digits + "-_"
@@ -100,6 +102,29 @@ class _World:
             self.proportions.append(rng.dirichlet(np.full(len(seq), 1.5)))
             d0, d1 = cfg["duration_range"]
             self.mean_duration.append(float(rng.uniform(d0 + 0.2 * (d1 - d0), d1 - 0.2 * (d1 - d0))))
+        if cfg["signature_subactions"]:
+            self._add_signatures(cfg, rng)
+
+    def _add_signatures(self, cfg, rng):
+        """Each class gets brief sub-actions of its own (new prototypes beyond the shared pool),
+        inserted at random places of its template with ``signature_share`` of the duration each:
+        the rest of the action looks like other classes (drawn after everything else, so the
+        default data do not change)."""
+        L, P, C, n = cfg["latent"], cfg["pool"], cfg["classes"], int(cfg["signature_subactions"])
+        extra = rng.normal(size=(C * n, L))
+        extra /= np.linalg.norm(extra, axis=1, keepdims=True) / 2.0
+        self.protos = np.concatenate([self.protos, extra])
+        self.drift_dir = np.concatenate([self.drift_dir, rng.normal(size=(C * n, L)) / np.sqrt(L)])
+        self.colours = np.concatenate([self.colours, rng.uniform(40, 255, size=(C * n, 3))])
+        self.motion = np.concatenate([self.motion, rng.uniform(-1, 1, size=(C * n, 4))])
+        share = float(cfg["signature_share"])
+        for c in range(C):
+            seq, props = self.templates[c], list(self.proportions[c] * (1 - n * share))
+            for k in range(n):
+                j = int(rng.integers(len(seq) + 1))
+                seq.insert(j, P + c * n + k)
+                props.insert(j, share)
+            self.proportions[c] = np.asarray(props)
 
 
 def _youtube_id(rng) -> str:

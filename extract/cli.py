@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tapos.data.cli_utils import TaposGroup
+from tapos.data.cli_utils import DefaultCommandGroup
 from tapos.data.io import atomic_write_text
 from tapos.data.version import __version__
 
@@ -14,16 +14,7 @@ from .flow import FLOW_METHODS
 from .pipeline import DEFAULTS
 
 
-class _DefaultRun(TaposGroup):
-    """``tapos-extract VIDEOS OUT`` runs the extraction; ``tapos-extract merge ...`` the rest."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
-@click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tapos-extract")
 def main():
     """Extract BNInception features (RGB and optical flow) from videos into a feature cache.

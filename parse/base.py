@@ -14,11 +14,11 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
 
 from .segments import rows_to_frames
 
-NORM_INSTANCES = 2000  # instances read to estimate the per-dimension feature mean and std
 
 
 @dataclass
@@ -63,23 +63,6 @@ def collate(items: list, mean: Optional[np.ndarray] = None, std: Optional[np.nda
         "frames": [it["frames"] for it in items],
         "keys": [it["key"] for it in items],
     }
-
-
-def feature_stats(dataset, max_instances: int = NORM_INSTANCES, seed: int = 0):
-    """Per-dimension mean and std over the rows of (at most ``max_instances``) instances."""
-    rng = np.random.default_rng(seed)
-    idx = np.arange(len(dataset))
-    if len(idx) > max_instances:
-        idx = np.sort(rng.choice(idx, size=max_instances, replace=False))
-    n, s, ss = 0, None, None
-    for i in idx:
-        x = dataset[int(i)]["features"].double()
-        s = x.sum(0) if s is None else s + x.sum(0)
-        ss = (x * x).sum(0) if ss is None else ss + (x * x).sum(0)
-        n += x.shape[0]
-    mean = s / n
-    std = torch.sqrt(torch.clamp(ss / n - mean * mean, min=0.0)) + 1e-4
-    return mean.float().numpy(), std.float().numpy()
 
 
 class Parser:

@@ -11,7 +11,7 @@ from tapos.data.annotations import Annotations, load_annotations
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
-from tapos.data.io import atomic_write_text
+from tapos.data.io import CsvLog, atomic_write_text
 from tapos.data.plotting import pyplot, save_figure
 
 from .base import FitOptions
@@ -29,28 +29,21 @@ def train(method: str, features, annotations, out_dir=None, modality: str = "rgb
     """Fit ``method`` on the ``train`` subset, validating on ``val`` after each epoch (the best
     epoch is kept). With ``out_dir``: ``config.json``, ``model.pt``, ``log.csv`` (written after
     every epoch) and ``training.png``. Returns ``(parser, history)``."""
-    import pandas as pd
 
     ann = _annotations(annotations)
     modality = "+".join(parse_modality(modality))
     train_ds = FeatureDataset(features, ann, "train", modality)
     val_ds = FeatureDataset(features, ann, "val", modality) if len(ann.split("val")) else None
     parser = get_parser(method, **(overrides or {}))
-    history: list = []
     out = Path(out_dir) if out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-
-    def on_epoch(row):
-        history.append(row)
-        if out:
-            atomic_write_text(out / "log.csv", pd.DataFrame(history).to_csv(index=False))
-
+    log = CsvLog(out / "log.csv" if out else None)
+    history = log.rows
     parser.fit(train_ds, val_ds, FitOptions(epochs=epochs, seed=seed, device=device, progress=progress,
-                                            num_workers=num_workers, on_epoch=on_epoch))
+                                            num_workers=num_workers, on_epoch=log))
     if out:
-        # tuning on val (options set to "auto") adds to the best epoch's row after the last epoch
-        atomic_write_text(out / "log.csv", pd.DataFrame(history).to_csv(index=False))
+        log.write()  # tuning on val (options set to "auto") adds to the best epoch's row after the last epoch
         save_model(parser, out, modality, {"features": str(features), "annotations": str(ann.path), "seed": seed,
                                            "epochs": len(history)})
         plot_history(history, out / "training.png", method)

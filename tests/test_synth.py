@@ -118,3 +118,24 @@ def test_source_videos_hold_each_instance_at_its_time(tmp_path):
             diff = np.abs(frames[first:first + len(clip)].astype(int) - clip).mean()
             before = np.abs(frames[first - 1].astype(int) - clip[0]).mean()
             assert len(clip) == inst.total_frames and diff < 4 < before, (inst.key, diff, before)
+
+
+def test_signature_subactions_are_brief_and_unique_to_their_class():
+    from tapos.data.synth import generate
+
+    cfg, world, items = generate(60, 4, seed=1, pool=5, count_jitter=0.0, signature_subactions=1,
+                                 signature_share=0.1)
+    own = {}
+    for c, seq in enumerate(world.templates):
+        extra = [p for p in seq if p >= 5]
+        assert len(extra) == 1
+        own[c] = extra[0]
+    assert len(set(own.values())) == 4
+    for si in items:
+        inst = si.instance
+        j = si.protos.index(own[inst.action])
+        share = (inst.substages[j + 1] - inst.substages[j]) / inst.total_frames
+        assert share < 0.3  # brief (0.1 before per-instance jitter)
+    # the shared part of every template is what the same seed gives without signatures
+    _, plain, _ = generate(60, 4, seed=1, pool=5, count_jitter=0.0)
+    assert [[p for p in seq if p < 5] for seq in world.templates] == plain.templates

@@ -1,0 +1,84 @@
+"""Snippets of cached features for the TSN: K rows per instance, chosen by a sampling scheme."""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tapos.data.annotations import rescale_boundaries
+from tapos.data.dataset import FeatureDataset
+from tapos.data.errors import TaposError
+
+from .sampling import aligned_indices, uniform_indices
+
+SAMPLINGS = ("uniform", "aligned", "parsed")
+
+
+def rows_of(frames: np.ndarray, boundaries) -> np.ndarray:
+    """Annotation-frame boundaries -> the first cached row at or after each."""
+    return np.searchsorted(frames, np.asarray(boundaries, dtype=np.float64), side="left")
+
+
+class SnippetDataset(Dataset):
+    """Items: ``features (K, D)`` float32 (one cached row per snippet), ``label``, ``key``.
+
+    A cached row is one snippet: an RGB frame, or a flow row (already a stack of 5 fields), so
+    snippets are one row long. ``sampling``: ``uniform`` (TSN's even segments), ``aligned`` (the
+    annotated sub-actions) or ``parsed`` (predicted boundaries, ``{key: [annotation frame, ...]}``
+    as ``tapos-parse predict`` writes). Train mode draws positions anew each epoch (seeded by
+    ``seed`` and the epoch, see :meth:`set_epoch`); test mode is deterministic.
+    """
+
+    def __init__(self, features, annotations, split: str, modality: str, sampling: str, num_segments: int,
+                 train: bool, boundaries: Optional[Mapping] = None, seed: int = 0):
+        if sampling not in SAMPLINGS:
+            raise TaposError(f"unknown sampling {sampling!r} (expected one of {', '.join(SAMPLINGS)})")
+        if sampling == "parsed":
+            if boundaries is None:
+                raise TaposError("sampling 'parsed' needs predicted boundaries (--boundaries PRED.json)")
+        self.base = FeatureDataset(features, annotations, split, modality)
+        if sampling == "parsed":
+            missing = [k for k in self.base.keys if k not in boundaries]
+            if missing:
+                raise TaposError(f"{len(missing)} of {len(self.base)} {split} instances have no predicted boundaries "
+                                 f"(first: {missing[0]}); predict every split: tapos-parse predict --split all")
+        self.sampling, self.num_segments, self.train = sampling, int(num_segments), train
+        self.boundaries = boundaries
+        self.seed, self.epoch = seed, 0
+        self._layouts = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray([inst.action for inst in self.base.instances], dtype=np.int64)
+
+    def _layout(self, idx: int) -> tuple:
+        """``(rows, segment boundaries in rows)`` of an instance (metadata only, cached)."""
+        if idx not in self._layouts:
+            inst = self.base.instances[idx]
+            reader = self.base.reader
+            info = reader.info(inst.key)
+            frames = rescale_boundaries(reader.frame_index(inst.key), info.num_frames, inst.total_frames)
+            bounds = self.boundaries[inst.key] if self.sampling == "parsed" else inst.boundaries
+            self._layouts[idx] = (info.num_rows, rows_of(frames, bounds))
+        return self._layouts[idx]
+
+    def snippet_rows(self, idx: int) -> np.ndarray:
+        num_rows, bounds = self._layout(idx)
+        rng = np.random.default_rng((self.seed, self.epoch, idx)) if self.train else None
+        if self.sampling == "uniform":
+            return uniform_indices(num_rows, self.num_segments, 1, self.train, rng)
+        return aligned_indices(num_rows, bounds, self.num_segments, 1, self.train, rng)
+
+    def __getitem__(self, idx: int) -> dict:
+        inst = self.base.instances[idx]
+        rows = self.snippet_rows(idx)
+        feats = self.base.reader.read(inst.key, self.base.modality, rows=rows)  # only the K rows
+        return {"features": torch.from_numpy(feats), "label": int(inst.action), "key": inst.key}

@@ -1,0 +1,213 @@
+"""The library behind ``tapos-tsn``: train a TSN on the ``train`` subset with one sampling scheme,
+evaluate on ``val`` (per modality and their late fusion), write the model directory."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from tapos.data.annotations import Annotations, load_annotations
+from tapos.data.dataset import feature_stats
+from tapos.data.errors import TaposError
+from tapos.data.features import parse_modality
+from tapos.data.io import CsvLog, atomic_write_bytes, atomic_write_text
+from tapos.data.predictions import load_predictions
+from tapos.data.version import __version__
+
+from .data import SnippetDataset
+from .metrics import fuse, scores_table
+from .model import FeatureTSN
+
+FORMAT = "tapos-tsn/1"
+
+# One defaults dict for the feature path; every field is a --set option of tapos-tsn.
+DEFAULTS = {
+    "segments": 3,          # K snippets per instance in training (TSN's default)
+    "test_segments": None,  # snippets per instance at test (None: the same K)
+    "epochs": 40,
+    "batch_size": 32,
+    "lr": 1e-3,             # Adam on cached features (TSN's SGD recipe is for fine-tuning the CNN)
+    "weight_decay": 5e-4,   # as TSN
+    "dropout": 0.5,         # before the classifier (TSN uses 0.8 RGB / 0.7 flow when fine-tuning the CNN)
+    "fusion": {"rgb": 1.0, "flow": 1.5},  # late fusion weights of the softmax scores (TSN's 1:1.5)
+}
+
+
+def _annotations(annotations) -> Annotations:
+    return annotations if isinstance(annotations, Annotations) else load_annotations(annotations)
+
+
+def _datasets(features, ann, modality, sampling, boundaries, cfg, seed):
+    train = SnippetDataset(features, ann, "train", modality, sampling, cfg["segments"], True, boundaries, seed)
+    val = SnippetDataset(features, ann, "val", modality, sampling, cfg["test_segments"] or cfg["segments"], False,
+                         boundaries)
+    return train, val
+
+
+def _loader(ds, batch_size, shuffle, seed):
+    g = torch.Generator().manual_seed(seed)
+    collate = lambda items: (torch.stack([i["features"] for i in items]),  # noqa: E731
+                             torch.tensor([i["label"] for i in items]), [i["key"] for i in items])
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate)
+
+
+@torch.no_grad()
+def predict_scores(model, ds, batch_size=64, device="cpu") -> tuple:
+    """``(keys, softmax scores (N, C))`` in the dataset's order."""
+    model.eval()
+    keys, out = [], []
+    for x, _, k in _loader(ds, batch_size, False, 0):
+        out.append(torch.softmax(model(x.to(device)), dim=1).cpu().numpy())
+        keys += k
+    return keys, np.concatenate(out)
+
+
+def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_epoch):
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    mean, std = feature_stats(train.base, seed=seed)
+    model = FeatureTSN(len(mean), num_classes, cfg["dropout"])
+    model.mean.copy_(torch.from_numpy(mean))
+    model.std.copy_(torch.from_numpy(std))
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    labels = val.labels
+    bar = tqdm(range(cfg["epochs"]), desc=f"tsn {modality}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        train.set_epoch(epoch)
+        model.train()
+        total, n = 0.0, 0
+        for x, y, _ in _loader(train, cfg["batch_size"], True, seed + epoch):
+            loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(y)
+            n += len(y)
+        _, scores = predict_scores(model, val, device=device)
+        top1 = float((scores.argmax(1) == labels).mean())
+        row = {"modality": modality, "epoch": epoch + 1, "loss": total / max(n, 1), "val_top1": top1}
+        on_epoch(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", val_top1=f"{top1:.3f}")
+    return model
+
+
+def train(features, annotations, sampling: str = "uniform", modality: str = "rgb+flow", out_dir=None,
+          boundaries=None, seed: int = 0, device: str = "cpu", overrides: Optional[dict] = None,
+          progress: bool = True, label: Optional[str] = None) -> dict:
+    """Train one TSN per modality on ``train`` and evaluate on ``val``; the reported numbers are
+    the last epoch's (no model selection on val). Returns the results dict (also written)."""
+    unknown = set(overrides or {}) - set(DEFAULTS)
+    if unknown:
+        raise TaposError(f"unknown TSN option(s): {', '.join(sorted(unknown))} (known: {', '.join(DEFAULTS)})")
+    cfg = {**DEFAULTS, **(overrides or {})}
+    ann = _annotations(annotations)
+    mods = parse_modality(modality)
+    if isinstance(boundaries, (str, Path)):
+        boundaries = load_predictions(boundaries)
+    num_classes = max(ann.actions) + 1
+    models, val_scores = {}, {}
+    out = Path(out_dir) if out_dir else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    on_epoch = CsvLog(out / "log.csv" if out else None)
+    history = on_epoch.rows
+    keys = labels = None
+    for k, mod in enumerate(mods):
+        tr, va = _datasets(features, ann, mod, sampling, boundaries, cfg, seed)
+        models[mod] = _fit_one(mod, tr, va, num_classes, cfg, seed + k, device, progress, on_epoch)
+        keys, val_scores[mod] = predict_scores(models[mod], va, device=device)
+        labels = va.labels
+    config = {"sampling": sampling, "label": label or sampling, "modality": "+".join(mods), "options": cfg,
+              "num_classes": num_classes, "dim": {m: int(models[m].fc.in_features) for m in mods},
+              "features": str(features), "annotations": str(ann.path), "seed": seed, "tool_version": __version__}
+    results = evaluate_scores(val_scores, labels, cfg["fusion"])
+    if out:
+        save(out, models, config)
+        write_results(out, config, results, keys, val_scores, labels, history)
+    return results
+
+
+def evaluate_scores(val_scores: dict, labels: np.ndarray, weights: dict) -> dict:
+    """Top-1 and mean class accuracy per modality and, with two, for their late fusion."""
+    from .metrics import accuracy
+
+    res = {m: accuracy(s, labels) for m, s in val_scores.items()}
+    if len(val_scores) > 1:
+        res["+".join(val_scores)] = accuracy(fuse(val_scores, weights), labels)
+    return res
+
+
+def save(out: Path, models: dict, config: dict) -> None:
+    blob = {"format": FORMAT, "version": __version__, "config": json.dumps(config),
+            "models": {m: model.state_dict() for m, model in models.items()}}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic_write_bytes(out / "model.pt", buf.getvalue())
+    atomic_write_text(out / "config.json", json.dumps(config, indent=1, default=str))
+
+
+def load(model_dir) -> tuple:
+    """``(models, config)`` from a directory written by ``tapos-tsn`` (loaded with weights_only)."""
+    path = Path(model_dir)
+    path = path / "model.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise TaposError(f"{path}: no such file (expected a directory written by tapos-tsn)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TaposError(f"{path}: not a loadable tapos-tsn model ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise TaposError(f"{path}: not a tapos-tsn checkpoint (format {FORMAT!r} expected)")
+    config = json.loads(blob["config"])
+    models = {}
+    for mod, state in blob["models"].items():
+        model = FeatureTSN(config["dim"][mod], config["num_classes"], config["options"]["dropout"])
+        model.load_state_dict(state)
+        models[mod] = model.eval()
+    return models, config
+
+
+def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None) -> dict:
+    """Re-evaluate a trained model on ``val`` (``--eval-only``)."""
+    models, config = load(model_dir)
+    ann = _annotations(annotations)
+    if isinstance(boundaries, (str, Path)):
+        boundaries = load_predictions(boundaries)
+    cfg = config["options"]
+    val_scores, keys, labels = {}, None, None
+    for mod, model in models.items():
+        ds = SnippetDataset(features, ann, "val", mod, config["sampling"], cfg["test_segments"] or cfg["segments"],
+                            False, boundaries)
+        keys, val_scores[mod] = predict_scores(model, ds)
+        labels = ds.labels
+        if model.fc.out_features <= labels.max():
+            raise TaposError(f"{annotations}: class {labels.max()} is beyond the model's {model.fc.out_features}")
+    results = evaluate_scores(val_scores, labels, cfg["fusion"])
+    if out_dir:
+        write_results(Path(out_dir), config, results, keys, val_scores, labels, None)
+    return results
+
+
+def write_results(out: Path, config: dict, results: dict, keys, val_scores, labels, history) -> None:
+    from .metrics import plot_confusion
+
+    atomic_write_text(out / "results.json", json.dumps({"config": config, "results": results}, indent=1))
+    table = scores_table({config["label"]: results})
+    atomic_write_text(out / "results.csv", table.to_csv())
+    atomic_write_text(out / "results.md", table.to_markdown(floatfmt=".2f") + "\n")
+    best = "+".join(val_scores) if len(val_scores) > 1 else next(iter(val_scores))
+    scores = fuse(val_scores, config["options"]["fusion"]) if len(val_scores) > 1 else val_scores[best]
+    np.savez_compressed(out / "val_scores.npz", keys=np.asarray(keys), labels=labels,
+                        **{m: s for m, s in val_scores.items()})
+    plot_confusion(scores, labels, config["num_classes"], out / "confusion.png",
+                   f"TSN {config['label']} ({best}) on val")
+    if history:
+        from .metrics import plot_history
+
+        plot_history(history, out / "training.png")
