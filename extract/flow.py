@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def center_crop(arr: np.ndarray, size: int = 224) -> np.ndarray:
 class FlowComputer:
     """Computes quantized, cropped fields for consecutive frames with a pool of threads."""
 
-    def __init__(self, method: str = "tvl1", threads: int = 1, crop: int = 224):
+    def __init__(self, method: str = "tvl1", threads: int = 1, crop: Optional[int] = 224):
         if method not in FLOW_METHODS:
             raise ValueError(f"unknown flow method {method!r} (expected one of {', '.join(FLOW_METHODS)})")
         self.method = method
@@ -75,14 +75,16 @@ class FlowComputer:
         if fn is None:
             fn = self._local.fn = FLOW_METHODS[self.method]()
         prev, nxt = pair
-        field = fn(prev, nxt, None)
-        return center_crop(quantize(field), self.crop)
+        field = quantize(fn(prev, nxt, None))
+        return field if self.crop is None else center_crop(field, self.crop)
 
     def fields(self, frames: np.ndarray) -> np.ndarray:
-        """``frames (n, H, W)`` uint8 gray -> ``(n-1, crop, crop, 2)`` uint8 fields."""
+        """``frames (n, H, W)`` uint8 gray -> ``(n-1, crop, crop, 2)`` uint8 fields (``crop=None``:
+        the whole ``(H, W)``)."""
         pairs = [(frames[i], frames[i + 1]) for i in range(len(frames) - 1)]
         if not pairs:
-            return np.empty((0, self.crop, self.crop, 2), np.uint8)
+            h, w = (self.crop, self.crop) if self.crop else frames.shape[1:3]
+            return np.empty((0, h, w, 2), np.uint8)
         out = list(self._pool.map(self._one, pairs)) if self._pool else [self._one(p) for p in pairs]
         return np.stack(out)
 

@@ -86,14 +86,14 @@ def frame_number(value, n):
     return min(range(n), key=lambda t: abs(frame_value(t) - float(value)))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def numbers():
     """``numbers(rgb_rows, n)``: the source frame number of each decoded 224x224 BGR row (read at a
     point right of the white bar)."""
     return lambda rgb, n: [frame_number(v, n) for v in rgb[:, 112, 180, 2]]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_video():
     """``make_video(path, n, fps, size=(96, 64), vcodec="libx264", pix_fmt="yuv420p", rotate=0)``"""
     from tapos.data.ffmpeg import encode_video, ffmpeg_binary

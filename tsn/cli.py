@@ -31,8 +31,13 @@ def main():
 
 
 @main.command()
-@click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Feature cache (HDF5, schema tapos-features/1).")
+@click.option("--input", "input_kind", type=click.Choice(["features", "frames"]), default="features",
+              show_default=True, help="features: a head on cached features (fast, CPU); frames: fine-tune "
+                                      "BNInception end to end on video frames (GPUs; torchrun for several).")
+@click.option("--features", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --input features: the feature cache (HDF5, schema tapos-features/1).")
+@click.option("--videos", type=click.Path(file_okay=False, path_type=Path),
+              help="With --input frames: instance clips (<key>.mp4) or source videos (<youtube_id>.mp4).")
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="tapos_annotation.json: trains on `train`, evaluates on `val`.")
 @click.option("--sampling", type=click.Choice(SAMPLINGS), default="uniform", show_default=True,
@@ -48,39 +53,47 @@ def main():
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--label", help="Row name in the results table (default: the sampling, or parsed (<file stem>)).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
-              help="Override a default (value as JSON): " + ", ".join(DEFAULTS) + ".")
+              help="Override a default (value as JSON): " + ", ".join(DEFAULTS) + "; with --input frames "
+                   "also lr_steps, momentum, clip_grad, partial_bn, weights (imagenet|random|PATH), flow, workers.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Model directory: config.json, model.pt, log.csv, results.{json,csv,md}, confusion.png.")
 @click.option("--eval-only", is_flag=True, help="Re-evaluate the model in --model on val instead of training.")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="With --eval-only.")
 @click.option("--no-progress", is_flag=True)
-def run(features, annotations, sampling, boundaries, modality, segments, epochs, seed, device, label, overrides,
-        out_dir, eval_only, model_dir, no_progress):
+def run(input_kind, features, videos, annotations, sampling, boundaries, modality, segments, epochs, seed, device,
+        label, overrides, out_dir, eval_only, model_dir, no_progress):
     """Train on the train subset with one sampling scheme and evaluate on val.
 
     Reports top-1 accuracy and mean class accuracy ("Avg. Acc.") per modality and for their
     late fusion, in the layout of the paper's Tables 1 and 4. The numbers are the last epoch's.
     """
+    from .finetune import FRAME_DEFAULTS
     from .metrics import scores_table
     from .run import evaluate, train
 
     if eval_only:
         if model_dir is None:
             raise click.UsageError("--eval-only needs --model DIR")
-        results = evaluate(model_dir, features, annotations, boundaries, out_dir)
+        results = evaluate(model_dir, features, annotations, boundaries, out_dir, videos)
         label = label or json.loads((Path(model_dir) / "config.json").read_text()).get("label", "model")
     else:
         if out_dir is None:
             raise click.UsageError("--out DIR is required for training")
+        if input_kind == "features" and features is None:
+            raise click.UsageError("--input features needs --features CACHE.h5")
+        if input_kind == "frames" and videos is None:
+            raise click.UsageError("--input frames needs --videos DIR")
         if sampling == "parsed" and boundaries is None:
             raise click.UsageError("--sampling parsed needs --boundaries PRED.json")
-        extra = parse_overrides(overrides, DEFAULTS)
+        extra = parse_overrides(overrides, FRAME_DEFAULTS if input_kind == "frames" else DEFAULTS)
         extra["segments"] = segments
         if epochs:
             extra["epochs"] = epochs
         label = label or (f"parsed ({boundaries.stem})" if sampling == "parsed" else sampling)
         results = train(features, annotations, sampling, modality, out_dir, boundaries, seed, device, extra,
-                        progress=not no_progress, label=label)
+                        progress=not no_progress, label=label, input=input_kind, videos=videos)
+        if results is None:  # a torchrun rank other than 0
+            return
     echo_table(scores_table({label: results}), "{:.2f}")
 
 

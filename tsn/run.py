@@ -99,38 +99,76 @@ def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_
 
 def train(features, annotations, sampling: str = "uniform", modality: str = "rgb+flow", out_dir=None,
           boundaries=None, seed: int = 0, device: str = "cpu", overrides: Optional[dict] = None,
-          progress: bool = True, label: Optional[str] = None) -> dict:
+          progress: bool = True, label: Optional[str] = None, input: str = "features", videos=None):
     """Train one TSN per modality on ``train`` and evaluate on ``val``; the reported numbers are
-    the last epoch's (no model selection on val). Returns the results dict (also written)."""
-    unknown = set(overrides or {}) - set(DEFAULTS)
+    the last epoch's (no model selection on val). ``input="features"`` trains the head on cached
+    features (``features`` is the cache); ``"frames"`` fine-tunes BNInception on the frames of the
+    videos in ``videos`` (under torchrun, on every process; rank 0 evaluates). Returns the results
+    dict (also written to ``out_dir``); None on ranks other than 0."""
+    from .finetune import FRAME_DEFAULTS
+
+    defaults = FRAME_DEFAULTS if input == "frames" else DEFAULTS
+    unknown = set(overrides or {}) - set(defaults)
     if unknown:
-        raise TaposError(f"unknown TSN option(s): {', '.join(sorted(unknown))} (known: {', '.join(DEFAULTS)})")
-    cfg = {**DEFAULTS, **(overrides or {})}
+        raise TaposError(f"unknown TSN option(s): {', '.join(sorted(unknown))} (known: {', '.join(defaults)})")
+    if input == "frames" and videos is None:
+        raise TaposError("--input frames needs --videos DIR")
+    cfg = {**defaults, **(overrides or {})}
     ann = _annotations(annotations)
     mods = parse_modality(modality)
     if isinstance(boundaries, (str, Path)):
         boundaries = load_predictions(boundaries)
     num_classes = max(ann.actions) + 1
-    models, val_scores = {}, {}
     out = Path(out_dir) if out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
     on_epoch = CsvLog(out / "log.csv" if out else None)
-    history = on_epoch.rows
-    keys = labels = None
-    for k, mod in enumerate(mods):
-        tr, va = _datasets(features, ann, mod, sampling, boundaries, cfg, seed)
-        models[mod] = _fit_one(mod, tr, va, num_classes, cfg, seed + k, device, progress, on_epoch)
-        keys, val_scores[mod] = predict_scores(models[mod], va, device=device)
-        labels = va.labels
-    config = {"sampling": sampling, "label": label or sampling, "modality": "+".join(mods), "options": cfg,
-              "num_classes": num_classes, "dim": {m: int(models[m].fc.in_features) for m in mods},
-              "features": str(features), "annotations": str(ann.path), "seed": seed, "tool_version": __version__}
+    if input == "frames":
+        models, keys, val_scores, labels = _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes,
+                                                         seed, device, progress, on_epoch)
+        if models is None:
+            return None
+        dims = {m: 1024 for m in mods}
+    else:
+        models, val_scores, keys, labels = {}, {}, None, None
+        for k, mod in enumerate(mods):
+            tr, va = _datasets(features, ann, mod, sampling, boundaries, cfg, seed)
+            models[mod] = _fit_one(mod, tr, va, num_classes, cfg, seed + k, device, progress, on_epoch)
+            keys, val_scores[mod] = predict_scores(models[mod], va, device=device)
+            labels = va.labels
+        dims = {m: int(models[m].fc.in_features) for m in mods}
+    config = {"input": input, "sampling": sampling, "label": label or sampling, "modality": "+".join(mods),
+              "options": cfg, "num_classes": num_classes, "dim": dims, "features": str(features),
+              "videos": str(videos) if videos else None, "annotations": str(ann.path), "seed": seed,
+              "tool_version": __version__}
     results = evaluate_scores(val_scores, labels, cfg["fusion"])
     if out:
         save(out, models, config)
-        write_results(out, config, results, keys, val_scores, labels, history)
+        write_results(out, config, results, keys, val_scores, labels, on_epoch.rows)
     return results
+
+
+def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, seed, device, progress, on_epoch):
+    from .finetune import Distributed, fit, predict_scores as predict_frames
+    from .frames import FrameSnippets
+
+    dist = Distributed(device)
+    models, val_scores, keys, labels = {}, {}, None, None
+    try:
+        for k, mod in enumerate(mods):
+            tr = FrameSnippets(videos, ann.path, "train", mod, sampling, cfg["segments"], True, boundaries, seed,
+                               cfg["flow"])
+            models[mod] = fit(mod, tr, num_classes, cfg, seed + k, dist, progress, on_epoch)
+            if dist.rank == 0:
+                va = FrameSnippets(videos, ann.path, "val", mod, sampling, cfg["test_segments"], False, boundaries,
+                                   flow_method=cfg["flow"])
+                keys, val_scores[mod] = predict_frames(models[mod], va, dist.device, cfg["workers"])
+                labels = va.labels
+    finally:
+        dist.close()
+    if dist.rank != 0:
+        return None, None, None, None
+    return models, keys, val_scores, labels
 
 
 def evaluate_scores(val_scores: dict, labels: np.ndarray, weights: dict) -> dict:
@@ -167,24 +205,41 @@ def load(model_dir) -> tuple:
     config = json.loads(blob["config"])
     models = {}
     for mod, state in blob["models"].items():
-        model = FeatureTSN(config["dim"][mod], config["num_classes"], config["options"]["dropout"])
+        if config.get("input") == "frames":
+            from .finetune import FrameTSN, per_modality
+
+            model = FrameTSN(mod, config["num_classes"], per_modality(config["options"]["dropout"], mod),
+                             "random", config["options"]["partial_bn"])
+        else:
+            model = FeatureTSN(config["dim"][mod], config["num_classes"], config["options"]["dropout"])
         model.load_state_dict(state)
         models[mod] = model.eval()
     return models, config
 
 
-def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None) -> dict:
-    """Re-evaluate a trained model on ``val`` (``--eval-only``)."""
+def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None, videos=None) -> dict:
+    """Re-evaluate a trained model on ``val`` (``--eval-only``; frame models need ``videos``)."""
     models, config = load(model_dir)
     ann = _annotations(annotations)
     if isinstance(boundaries, (str, Path)):
         boundaries = load_predictions(boundaries)
     cfg = config["options"]
+    frames = config.get("input") == "frames"
+    if frames and videos is None:
+        raise TaposError(f"{model_dir}: a model trained on frames is evaluated on videos: give --videos DIR")
     val_scores, keys, labels = {}, None, None
     for mod, model in models.items():
-        ds = SnippetDataset(features, ann, "val", mod, config["sampling"], cfg["test_segments"] or cfg["segments"],
-                            False, boundaries)
-        keys, val_scores[mod] = predict_scores(model, ds)
+        if frames:
+            from .finetune import predict_scores as predict_frames
+            from .frames import FrameSnippets
+
+            ds = FrameSnippets(videos, ann.path, "val", mod, config["sampling"], cfg["test_segments"], False,
+                               boundaries, flow_method=cfg["flow"])
+            keys, val_scores[mod] = predict_frames(model, ds, "cpu")
+        else:
+            ds = SnippetDataset(features, ann, "val", mod, config["sampling"], cfg["test_segments"] or cfg["segments"],
+                                False, boundaries)
+            keys, val_scores[mod] = predict_scores(model, ds)
         labels = ds.labels
         if model.fc.out_features <= labels.max():
             raise TaposError(f"{annotations}: class {labels.max()} is beyond the model's {model.fc.out_features}")
