@@ -21,6 +21,7 @@ import numpy as np
 from tapos.data.errors import TaposError
 from tapos.data.features import parse_modality
 
+from .batching import Batcher, ClipRows
 from .clips import clips_from_annotations, clips_from_folder
 from .decode import Clip, ClipReader, Sampling
 from .store import PartStore
@@ -139,71 +140,6 @@ def _produce(jobs, out_q, store, opts, stop):
             put(("error", clip, msg))
 
 
-class _ClipRows:
-    """Features of one clip as batches come back; complete when its end has arrived and every
-    row queued for it has been through the network."""
-
-    def __init__(self, clip):
-        self.clip = clip
-        self.out, self.index = {}, []
-        self.queued = self.computed = 0
-        self.end = None      # (meta, claim) once the decoder has finished the clip
-        self.failed = None   # error message
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None and self.computed == self.queued
-
-
-class _Batcher:
-    """Fills batches of ``batch_size`` rows across clip boundaries (a clip's last rows share a
-    batch with the next clip's first, so short clips do not leave the device half idle)."""
-
-    def __init__(self, backbones, batch_size):
-        self.backbones, self.batch_size = backbones, batch_size
-        self.blocks = []     # (clip rows, {modality: uint8 rows})
-        self.pending = 0
-
-    def add(self, state: _ClipRows, chunk) -> None:
-        state.index.append(chunk.frame_index)
-        state.queued += len(chunk.frame_index)
-        self.blocks.append((state, {m: getattr(chunk, m) for m in self.backbones}))
-        self.pending += len(chunk.frame_index)
-        while self.pending >= self.batch_size:
-            self._run(self.batch_size)
-
-    def flush(self) -> None:
-        while self.pending:
-            self._run(min(self.pending, self.batch_size))
-
-    def _run(self, n: int) -> None:
-        taken, need = [], n
-        while need:
-            state, arrays = self.blocks[0]
-            rows = len(next(iter(arrays.values())))
-            if rows <= need:
-                taken.append((state, arrays))
-                self.blocks.pop(0)
-                need -= rows
-            else:
-                taken.append((state, {m: a[:need] for m, a in arrays.items()}))
-                self.blocks[0] = (state, {m: a[need:] for m, a in arrays.items()})
-                need = 0
-        self.pending -= n
-        sizes = [len(next(iter(a.values()))) for _, a in taken]
-        for m, net in self.backbones.items():
-            rows = np.concatenate([a[m] for _, a in taken])
-            if n < self.batch_size:
-                # Always the same batch shape: kernels chosen per shape would otherwise round a
-                # frame differently when a resumed run batches it with other frames.
-                rows = np.concatenate([rows, np.zeros((self.batch_size - n,) + rows.shape[1:], rows.dtype)])
-            feats = net(rows)[:n]
-            for (state, _), part in zip(taken, np.split(feats, np.cumsum(sizes)[:-1])):
-                state.out.setdefault(m, []).append(part)
-        for (state, _), size in zip(taken, sizes):
-            state.computed += size
-
-
 def _check_device(device: str, precision: str) -> None:
     import torch
 
@@ -281,7 +217,7 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show):
                for k in range(n_dec)]
     for t in threads:
         t.start()
-    batcher = _Batcher(backbones, opts["batch_size"])
+    batcher = Batcher(backbones, opts["batch_size"])
     bar = tqdm(total=len(clips), desc="extract", unit="clip", disable=not show)
     dtype = np.float16 if opts["dtype"] == "float16" else np.float32
     open_clips = []
@@ -312,7 +248,7 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show):
     try:
         for i, clip in enumerate(clips):
             q = queues[i % n_dec]
-            state = _ClipRows(clip)
+            state = ClipRows(clip)
             while True:
                 kind, got, payload = q.get()
                 assert got.key == clip.key, "decoder queues out of order"

@@ -14,6 +14,7 @@ from tapos.data.errors import TaposError
 from .sampling import aligned_indices, uniform_indices
 
 SAMPLINGS = ("uniform", "aligned", "parsed")
+MEMORY_LIMIT = 1 << 30  # bytes of float32 features a dataset keeps in memory
 
 
 def rows_of(frames: np.ndarray, boundaries) -> np.ndarray:
@@ -48,6 +49,11 @@ class SnippetDataset(Dataset):
         self.boundaries = boundaries
         self.seed, self.epoch = seed, 0
         self._layouts = {}
+        # Small caches (the synthetic benchmarks, subsets) are kept in memory after the first read;
+        # large ones (TAPOS: ~10 GB per modality) are read K rows at a time.
+        reader = self.base.reader
+        size = sum(reader.info(i.key).num_rows for i in self.base.instances) * self.base.dim * 4
+        self._memory = {} if size <= MEMORY_LIMIT else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -80,5 +86,10 @@ class SnippetDataset(Dataset):
     def __getitem__(self, idx: int) -> dict:
         inst = self.base.instances[idx]
         rows = self.snippet_rows(idx)
-        feats = self.base.reader.read(inst.key, self.base.modality, rows=rows)  # only the K rows
+        if self._memory is None:
+            feats = self.base.reader.read(inst.key, self.base.modality, rows=rows)  # only the K rows
+        else:
+            if idx not in self._memory:
+                self._memory[idx] = self.base.reader.read(inst.key, self.base.modality)
+            feats = self._memory[idx][rows]
         return {"features": torch.from_numpy(feats), "label": int(inst.action), "key": inst.key}
