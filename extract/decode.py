@@ -65,6 +65,16 @@ class ClipMeta:
     rate: float         # that native rate
 
 
+def instance_frames(duration: float, video_rate: float, total_frames: Optional[int] = None) -> int:
+    """Frames of a ``duration``-second instance in a video at ``video_rate``: the annotation's
+    ``total_frames`` when the video runs at the annotation's rate (within 1%), else the video's own."""
+    if total_frames and duration > 0:
+        ann_rate = total_frames / duration
+        if abs(ann_rate - video_rate) <= RATE_TOLERANCE * ann_rate:
+            return int(total_frames)
+    return int(round(duration * video_rate))
+
+
 @functools.lru_cache(maxsize=256)
 def cached_probe(path: Path) -> VideoInfo:
     return probe(path)
@@ -122,11 +132,7 @@ class ClipReader:
         if c.start is None:
             return rate, resample, None, None, None
         duration = c.duration if c.duration is not None else info.duration - c.start
-        expected = int(round(duration * rate))
-        if c.total_frames and duration > 0:
-            ann_rate = c.total_frames / duration
-            if abs(ann_rate - rate) <= RATE_TOLERANCE * ann_rate:
-                expected = int(c.total_frames)  # same rate: rows are the annotation's frames
+        expected = instance_frames(duration, rate, c.total_frames)
         # half a frame early, so the first frame is the one nearest the start time
         seek = max(0.0, c.start - 0.5 / rate)
         return rate, resample, seek, expected, expected

@@ -19,7 +19,7 @@ from tapos.data.annotations import load_annotations
 from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frames
 from tapos.extract.clips import clips_from_annotations
-from tapos.extract.decode import RATE_TOLERANCE
+from tapos.extract.decode import instance_frames
 from tapos.extract.flow import FLOW_SIZE, FlowComputer
 
 from .sampling import aligned_indices, uniform_indices
@@ -109,11 +109,7 @@ class FrameSnippets(Dataset):
             clip = self.clips[idx]
             inst = self.ann[clip.key]
             info = probe(clip.path)
-            if clip.start is None:
-                n = info.num_frames
-            else:
-                rate = inst.total_frames / inst.duration
-                n = inst.total_frames if abs(info.fps - rate) <= RATE_TOLERANCE * rate else round(inst.duration * info.fps)
+            n = info.num_frames if clip.start is None else instance_frames(inst.duration, info.fps, inst.total_frames)
             bounds = self.boundaries[clip.key] if self.sampling == "parsed" else inst.boundaries
             scale = n / inst.total_frames
             self._layouts[idx] = (n, info.fps, [int(round(b * scale)) for b in bounds])
