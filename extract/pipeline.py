@@ -18,6 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tapos.data.distributed import Distributed
 from tapos.data.errors import TaposError
 from tapos.data.features import parse_modality
 
@@ -72,34 +73,6 @@ def _root_attrs(settings) -> dict:
     return {"backbone": "bninception", "weights": weights, "modalities": tuple(settings["modalities"]),
             "frame_stride": settings["stride"], "flow_method": settings["flow"] or "",
             "sampling_fps": settings["fps"] or 0.0, "preprocessing": settings["preprocessing"]}
-
-
-class _Distributed:
-    """torchrun support: rank, world size and a barrier (gloo, long timeout: ranks finish apart)."""
-
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self._started = False
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                dist.init_process_group("gloo", timeout=timedelta(days=30))
-                self._started = True
-
-    def barrier(self):
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def close(self):
-        if self._started:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _produce(jobs, out_q, store, opts, stop):
@@ -183,12 +156,10 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
             report.failed.extend(missing)
         else:
             clips = clips_from_folder(videos)
-    dist = _Distributed()
+    # gloo with a long timeout: it only coordinates, and ranks may finish days apart
+    dist = Distributed(opts["device"], backend="gloo", timeout=timedelta(days=30))
     try:
-        device = opts["device"]
-        if dist.world > 1 and device == "cuda":
-            device = f"cuda:{dist.local_rank}"
-        backbones = build_backbones(opts, device)
+        backbones = build_backbones(opts, dist.device)
         settings = _settings(opts, backbones)
         if dist.rank == 0:
             store.check_settings(settings, opts["overwrite"])

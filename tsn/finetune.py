@@ -9,13 +9,12 @@ CUDA, gloo on CPU); rank 0 evaluates and writes the outputs.
 """
 from __future__ import annotations
 
-import os
-from datetime import timedelta
 
 import numpy as np
 import torch
 from torch import nn
 
+from tapos.data.distributed import Distributed
 from tapos.extract.backbone import input_mean
 from tapos.extract.bninception import build_bninception
 from tapos.extract.weights import init_random, load_into, resolve_weights
@@ -99,25 +98,6 @@ def optim_groups(model: FrameTSN, modality: str, lr: float, weight_decay: float)
         {"params": biases, "lr": lr * 2, "weight_decay": 0.0},
         {"params": bn_params, "lr": lr, "weight_decay": 0.0},
     ]
-
-
-class Distributed:
-    """torchrun: rank and world size from the environment; NCCL on CUDA, gloo on CPU."""
-
-    def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = f"cuda:{self.local_rank}" if device == "cuda" and self.world > 1 else device
-        self.active = False
-        if self.world > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if self.device.startswith("cuda") else "gloo"
-            torch.distributed.init_process_group(backend, timeout=timedelta(hours=2))
-            self.active = True
-
-    def close(self):
-        if self.active:
-            torch.distributed.destroy_process_group()
 
 
 def _collate(items):

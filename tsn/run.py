@@ -149,7 +149,9 @@ def train(features, annotations, sampling: str = "uniform", modality: str = "rgb
 
 
 def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, seed, device, progress, on_epoch):
-    from .finetune import Distributed, fit, predict_scores as predict_frames
+    from tapos.data.distributed import Distributed
+
+    from .finetune import fit, predict_scores as predict_frames
     from .frames import FrameSnippets
 
     dist = Distributed(device)
