@@ -32,6 +32,10 @@ demo: install
 	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --out $(DEMO)/transparser --epochs 15
 	$(BIN)/tapos-parse predict --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --split val --out $(DEMO)/pred_transparser.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/tapos_annotation.json $(DEMO)/pred_transparser.json --split val --json $(DEMO)/eval_transparser.json --plot $(DEMO)/eval_transparser.png
+	# what TransParser's patterns say about the actions (report with thumbnails from the videos; the
+	# synthetic truth measures how many planted shared sub-actions come out as shared patterns)
+	$(BIN)/tapos-parse analyze --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --videos $(DEMO)/videos --truth $(DEMO)/synth_truth.json --out $(DEMO)/report
+	$(BIN)/tapos-parse show --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --videos $(DEMO)/videos --out $(DEMO)/timeline.png
 	# stage one from videos: a smaller synthetic set rendered as source videos, TAPOS instances cut out of
 	# them, BNInception (seeded random weights: no download) RGB and DIS flow at 4 rows/s; then a parser
 	# trained on those features and evaluated on val
@@ -40,6 +44,8 @@ demo: install
 	$(BIN)/tapos-parse train --method kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --out $(DEMO)/small/kmeans
 	$(BIN)/tapos-parse predict --model $(DEMO)/small/kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --split val --out $(DEMO)/small/pred_kmeans.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/small/tapos_annotation.json $(DEMO)/small/pred_kmeans.json --split val --json $(DEMO)/small/eval_kmeans.json
+	# a video of your own: features extracted like the model's training cache, parsed, drawn
+	$(BIN)/tapos-parse video $$(ls $(DEMO)/small/sources/*.mp4 | head -n 1) --model $(DEMO)/small/kmeans --out $(DEMO)/small/my_video
 	# action classification with a TSN whose snippets follow the sub-actions: even segments, annotated
 	# sub-actions, and TransParser's parsing of every instance (train and val)
 	$(BIN)/tapos-parse predict --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --split all --out $(DEMO)/parsed_transparser.json

@@ -208,6 +208,18 @@ class FeatureReader(_H5Handle):
     def attrs(self) -> dict:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._h5().attrs.items()}
 
+    def settings(self) -> dict:
+        """The root attributes as plain JSON values (how the cache was made: backbone, weights,
+        modalities, sampling, flow method), for recording beside what is trained on it."""
+        out = {}
+        for k, v in self.attrs.items():
+            if isinstance(v, np.ndarray):
+                v = [x.decode() if isinstance(x, bytes) else x.item() if isinstance(x, np.generic) else x for x in v]
+            elif isinstance(v, np.generic):
+                v = v.item()
+            out[k] = v
+        return out
+
     def keys(self) -> list:
         return [k for k in self._h5()[INSTANCES].keys() if not k.startswith(".")]
 

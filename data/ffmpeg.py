@@ -241,6 +241,22 @@ def read_frames(path, width: int, height: int, pix_fmt: str = "bgr24", filters=(
         proc.stdout.close()
 
 
+def read_frame_at(path, seconds: float, height: int = 96, info: Optional[VideoInfo] = None) -> np.ndarray:
+    """The frame shown at ``seconds`` as an RGB thumbnail ``(height, width, 3)`` (width keeps the
+    displayed aspect ratio, rotation applied). ``info``: the video's ``probe`` when known."""
+    info = info or probe(path)
+    w, h = (info.height, info.width) if info.rotation % 180 else (info.width, info.height)
+    width = max(2, int(round(w * height / max(h, 1) / 2)) * 2)
+    # half a frame early: a seek returns the first frame at or after the time, and a frame's
+    # timestamp can round to just after its nominal time
+    start = max(float(seconds) - 0.5 / max(info.fps, 1e-3), 0.0)
+    frames = list(read_frames(path, width, height, "rgb24", [("scale", (width, height), {})],
+                              start=start, max_frames=1, chunk=1))
+    if not frames:
+        raise VideoError(f"{path}: no frame at {seconds:.2f} s (the video lasts {info.duration:.2f} s)")
+    return frames[0][0]
+
+
 @functools.lru_cache(maxsize=None)
 def ffmpeg_version() -> tuple:
     """(major, minor) of the chosen ffmpeg; (99, 0) for git builds that carry no release number."""

@@ -48,6 +48,25 @@ def clips_from_folder(root) -> List[Clip]:
     return clips
 
 
+def video_files(videos) -> dict:
+    """``{stem: path}`` of the videos below ``videos`` (the first of equal stems)."""
+    files = {}
+    for path in find_videos(videos):
+        files.setdefault(path.stem, path)
+    return files
+
+
+def instance_clip(inst, files: dict) -> Optional[Clip]:
+    """Where an annotated instance is: its own clip ``<key>.<ext>`` when there is one, else the
+    span of its source video ``<youtube_id>.<ext>``; None when ``files`` has neither."""
+    if inst.key in files:
+        return Clip(inst.key, files[inst.key])
+    if inst.youtube_id in files:
+        return Clip(inst.key, files[inst.youtube_id], start=inst.start, duration=inst.duration,
+                    total_frames=inst.total_frames)
+    return None
+
+
 def clips_from_annotations(annotations, videos, split: Optional[str] = None) -> Tuple[List[Clip], List[Tuple[str, str]]]:
     """TAPOS instances, each from ``<videos>/<key>.<ext>`` when that clip exists (instances already
     cut), else cut from its source video ``<videos>/<youtube_id>.<ext>`` (searched recursively).
@@ -57,16 +76,12 @@ def clips_from_annotations(annotations, videos, split: Optional[str] = None) -> 
     ann = load_annotations(annotations)
     if split:
         ann = ann.split(split)
-    files = {}
-    for path in find_videos(videos):
-        files.setdefault(path.stem, path)
+    files = video_files(videos)
     clips, missing = [], []
     for inst in ann.values():
-        if inst.key in files:
-            clips.append(Clip(inst.key, files[inst.key]))
-        elif inst.youtube_id in files:
-            clips.append(Clip(inst.key, files[inst.youtube_id], start=inst.start, duration=inst.duration,
-                              total_frames=inst.total_frames))
+        clip = instance_clip(inst, files)
+        if clip is not None:
+            clips.append(clip)
         else:
             missing.append((inst.key, f"no source video {inst.youtube_id}.* in {videos}"))
     return clips, missing

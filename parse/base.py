@@ -17,7 +17,7 @@ import torch
 from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
 
-from .segments import rows_to_frames
+from .segments import merge_short_segments, rows_to_frames
 
 
 
@@ -145,6 +145,28 @@ class Parser:
         if x.shape[0] < 2:
             return np.zeros(0, dtype=np.int64)
         return rows_to_frames(self.boundary_rows(x), frames)
+
+    # --- analysis (optional: methods with learned sub-action patterns) -----------------------
+    def patterns(self, features: np.ndarray) -> Optional[np.ndarray]:
+        """Each row's response ``(T, m)`` to the method's m learned sub-action patterns (rows sum
+        to 1; the argmax is the row's pattern), or None for a method without patterns."""
+        return None
+
+    def pattern_labels(self, features: np.ndarray, responses: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """Each row's pattern after the method's own smoothing: the labels its boundaries are the
+        changes of (None without patterns). ``responses``: ``patterns(features)`` when known."""
+        resp = self.patterns(features) if responses is None else responses
+        if resp is None:
+            return None
+        labels = resp.argmax(1)
+        if "min_segment" in self.config:
+            labels = merge_short_segments(labels, int(self.option("min_segment")))
+        return labels
+
+    def class_logits(self, features: np.ndarray) -> Optional[np.ndarray]:
+        """Per-row action-class logits ``(T, C)`` whose mean over any span classifies that span
+        (TransParser's global-loss classifier), or None for a method without a classifier."""
+        return None
 
     # --- persistence ---------------------------------------------------------------------
     def extra_state(self) -> dict:

@@ -28,6 +28,8 @@ def main():
       tapos-parse train --method transparser --features feats.h5 --annotations tapos_annotation.json --out runs/tp
       tapos-parse predict --model runs/tp --features feats.h5 --annotations tapos_annotation.json --out pred.json
       tapos-evaluate tapos tapos_annotation.json pred.json
+      tapos-parse analyze --model runs/tp --features feats.h5 --annotations tapos_annotation.json --out report/
+      tapos-parse video my_clip.mp4 --model runs/tp --out my_clip/
     """
 
 
@@ -101,6 +103,106 @@ def predict(model_dir, features, annotations, split, out, seconds):
     save_predictions(preds, out)
     n = sum(len(v) for v in preds.values())
     click.echo(f"wrote {len(preds)} instances, {n} boundaries ({'seconds' if seconds else 'frames'}) to {out}")
+
+
+@main.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
+              help="A directory written by tapos-parse train (transparser, kmeans or isba).")
+@click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Report directory: index.html, img/, CSV and JSON tables.")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="val", show_default=True)
+@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Instance clips (<key>.mp4) or source videos (<youtube_id>.mp4): exemplar thumbnails.")
+@click.option("--truth", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="synth_truth.json of a synthetic dataset: measure recovery of its planted shared sub-actions.")
+@click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Exemplar frames per pattern.")
+@click.option("--min-share", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="A class uses a pattern when this share of its frames has it as argmax.")
+def analyze(model_dir, features, annotations, out_dir, split, videos, truth, top, min_share):
+    """Mine what the learned sub-action patterns say about the actions (paper 5.2, 6.4).
+
+    Pattern usage per class, patterns shared across classes (inter-action), each class's typical
+    sequence of patterns (intra-action), exemplar frames per pattern and the most discriminative
+    sub-action per class, as a static HTML report with CSV/JSON tables. Example:
+
+      tapos-parse analyze --model runs/tp --features feats.h5 --annotations ann.json --videos videos/ --out report/
+    """
+    from tapos.data.annotations import load_annotations
+
+    from .analyze import analyze as run_analyze
+    from .report import write_report
+
+    ann = load_annotations(annotations)
+    result = run_analyze(model_dir, features, ann, truth=truth, split=split, top=top, min_share=min_share)
+    page = write_report(result, out_dir, ann, videos)
+    click.echo(f"{result.frames} frames of {int(result.sequences['instances'].sum())} {split} instances; "
+               f"{int((result.usage.sum(axis=0) > 0).sum())} of {result.patterns} patterns used, "
+               f"{len(result.shared)} shared by two or more classes")
+    if result.recovery:
+        r = result.recovery
+        click.echo(f"planted shared sub-actions recovered: {r['recovered']}/{r['planted']} "
+                   f"({r['specific']} with a pattern of their own), NMI {r['nmi']:.3f}")
+    click.echo(f"wrote {page}")
+
+
+@main.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--key", default=None, help="The instance's global key (<youtube_id>_<instance_id>). "
+              "Default: the first val instance.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file.")
+@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Instance clips or source videos: a filmstrip at the predicted segment centres.")
+def show(model_dir, features, annotations, key, out, videos):
+    """Draw one instance as a timeline: annotated and predicted segments, the pattern of each
+    frame and the response to each pattern. Example:
+
+      tapos-parse show --model runs/tp --features feats.h5 --annotations ann.json --key KEY --out key.png
+    """
+    from .timeline import show_instance
+
+    res = show_instance(model_dir, features, annotations, key, out, videos)
+    fmt = lambda v: " ".join(f"{b:.2f}" for b in v) or "none"  # noqa: E731
+    click.echo(f"instance {res['key']}")
+    click.echo(f"annotated boundaries (s): {fmt(res['annotated'])}")
+    click.echo(f"predicted boundaries (s): {fmt(res['predicted'])}")
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("clip", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
+              help="A model trained on a tapos-extract cache (any method).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory: boundaries.json, timeline.png, features.h5.")
+@click.option("--weights", default=None, help="imagenet, random or a .pth file. Default: those the model's "
+              "training features were extracted with (recorded in its config.json).")
+@click.option("--flow-weights", default=None, help="Flow network weights (default: as recorded).")
+@click.option("--flow", type=click.Choice(["tvl1", "dis", "farneback"]), default=None,
+              help="Flow method (default: as recorded).")
+@click.option("--stride", type=click.IntRange(1), default=None, help="Default: as recorded.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: as recorded.")
+@click.option("--device", default="cpu", show_default=True)
+def video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, device):
+    """Parse a video of your own: extract its features, predict its sub-actions, draw them.
+
+    Features are extracted like the cache the model was trained on. Example:
+
+      tapos-parse video my_vault.mp4 --model runs/tp --out my_vault/
+    """
+    from .video import parse_video
+
+    res = parse_video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, device)
+    import pandas as pd
+
+    df = pd.DataFrame(res["segments"]).rename_axis("sub-action")
+    df.index += 1
+    echo_table(df[["start", "end", "start_frame", "end_frame"]], "{:.2f}")
+    click.echo(f"{len(res['segments'])} sub-actions in {res['duration']:.2f} s ({res['method']} on {res['modality']}); "
+               f"wrote {out_dir}/boundaries.json, {out_dir}/timeline.png")
 
 
 @main.command()

@@ -133,6 +133,13 @@ class ISBAParser(TorchParser):
         loss = torch.stack(losses).mean()
         return {"loss": loss, "soft_ce": loss}
 
+    def patterns(self, features: np.ndarray) -> np.ndarray:
+        """The frame classifier's distribution over the K pseudo sub-actions."""
+        with torch.inference_mode():
+            dev = next(self.model.parameters()).device
+            x = torch.from_numpy(np.ascontiguousarray(self.transform(features))).to(dev)
+            return torch.softmax(self.model(x), -1).cpu().numpy()
+
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         labels = model(x).argmax(-1).cpu().numpy()
         return change_points(merge_short_segments(labels, int(self.option("min_segment"))))

@@ -58,9 +58,21 @@ class KMeansParser(Parser):
 
         return fit_once(self, train, val, opts, run)
 
+    def sq_distances(self, x: np.ndarray) -> np.ndarray:
+        """Squared distances ``(T, k)`` of normalized rows to the centres."""
+        return (x * x).sum(1, keepdims=True) - 2 * x @ self.centers.T + (self.centers * self.centers).sum(1)[None, :]
+
     def labels(self, x: np.ndarray) -> np.ndarray:
-        d = (x * x).sum(1, keepdims=True) - 2 * x @ self.centers.T + (self.centers * self.centers).sum(1)[None, :]
-        return d.argmin(1)
+        return self.sq_distances(x).argmin(1)
+
+    def patterns(self, features: np.ndarray) -> np.ndarray:
+        """Soft assignment to the k clusters: softmax of minus the squared distance over the
+        feature width (the argmax is the nearest centre)."""
+        x = self.transform(features)
+        z = -self.sq_distances(x) / x.shape[1]
+        z -= z.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
         return change_points(merge_short_segments(self.labels(x), int(self.option("min_segment"))))

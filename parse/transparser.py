@@ -174,11 +174,21 @@ class TransParser(TorchParser):
         terms["loss"] = loss
         return terms
 
-    def attention(self, x: np.ndarray) -> np.ndarray:
-        """The last unit's attention ``(T, m)`` for raw features ``x`` (for analysis and plots)."""
+    def _forward(self, x: np.ndarray):
         with torch.inference_mode():
-            _, att = self.model(torch.from_numpy(np.ascontiguousarray(self.transform(x))))
-        return att.numpy()
+            dev = next(self.model.parameters()).device
+            f, att = self.model(torch.from_numpy(np.ascontiguousarray(self.transform(x))).to(dev))
+        return f, att
+
+    def patterns(self, features: np.ndarray) -> np.ndarray:
+        """The last unit's attention ``(T, m)`` over the rows of its pattern miner."""
+        return self._forward(features)[1].cpu().numpy()
+
+    def class_logits(self, features: np.ndarray) -> np.ndarray:
+        """``W f''_t`` per row: the global loss classifies an instance by their mean."""
+        f, _ = self._forward(features)
+        with torch.inference_mode():
+            return self.model.classifier(f).cpu().numpy()
 
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         _, att = model(x)

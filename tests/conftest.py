@@ -38,7 +38,7 @@ RAW_ANNOTATIONS = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
     """``cli("tapos-data", "stats", path, check=False)``: run an installed console script."""
     return run_cli

@@ -1,0 +1,147 @@
+"""``tapos-parse video``: parse one video of your own with a trained model.
+
+The clip's features are extracted by ``tapos.extract`` with the settings of the cache the model was
+trained on (recorded in its ``config.json``: weights, flow method, sampling), into
+``OUT/features.h5`` (so a second run reuses them); the model predicts the sub-actions, written to
+``OUT/boundaries.json`` (frames of the clip and seconds) and drawn to ``OUT/timeline.png``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from tapos.data.errors import TaposError
+from tapos.data.ffmpeg import probe, read_frame_at
+from tapos.data.features import FeatureReader, parse_modality
+from tapos.data.io import atomic_write_text
+
+from tapos.extract import Clip, extract
+from tapos.extract.backbone import FEATURE_DIM
+from tapos.extract.weights import resolve_weights
+
+from .checkpoint import load_model
+from .figures import plot_timeline
+from .timeline import segment_centres
+
+IMAGENET_FILE = "bn_inception-52deb4733.pth"  # the name resolve_weights records for --weights imagenet
+
+
+def _recorded(model_dir: Path) -> dict:
+    path = model_dir / "config.json" if model_dir.is_dir() else model_dir.with_name("config.json")
+    try:
+        return json.loads(path.read_text()).get("feature_cache", {}) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _recorded_weights(cache: dict) -> dict:
+    """``{modality: description}`` from the cache's ``weights`` attribute ("rgb: ...; flow: ...")."""
+    out = {}
+    for part in str(cache.get("weights", "")).split("; "):
+        m, sep, desc = part.partition(": ")
+        if sep:
+            out[m] = desc
+    return out
+
+
+def _spec_for(description: Optional[str]) -> Optional[str]:
+    """The ``--weights`` value that reproduces a recorded description, when it is not a file of the user's."""
+    if description == "random":
+        return "random"
+    if description and description.startswith(IMAGENET_FILE):
+        return "imagenet"
+    return None
+
+
+def extraction_options(model_dir, modalities, weights=None, flow_weights=None, flow=None, stride=None,
+                       fps=None) -> dict:
+    """``tapos.extract`` options reproducing the model's training cache; arguments override the
+    recorded values, and weights that differ from the recorded ones are refused."""
+    model_dir = Path(model_dir)
+    cache = _recorded(model_dir)
+    backbone = cache.get("backbone")
+    if backbone is not None and backbone != "bninception":
+        raise TaposError(f"{model_dir}: the model was trained on {backbone} features, not on tapos-extract "
+                         f"(bninception) features; parsing a video needs a model trained on a tapos-extract cache")
+    recorded = _recorded_weights(cache)
+    if weights is None:
+        desc = recorded.get("rgb") or recorded.get("flow")
+        weights = _spec_for(desc.replace(" (cross-modality init)", "")) if desc else "imagenet"
+        if weights is None:
+            raise TaposError(f"{model_dir}: its features were extracted with weights {desc!r}; "
+                             f"pass that file with --weights PATH")
+    if flow_weights is None and "flow" in modalities and not recorded.get("flow", "").endswith("(cross-modality init)"):
+        if "flow" in recorded and _spec_for(recorded["flow"]) != weights:
+            flow_weights = _spec_for(recorded["flow"])
+            if flow_weights is None:
+                raise TaposError(f"{model_dir}: its flow features were extracted with weights {recorded['flow']!r}; "
+                                 f"pass that file with --flow-weights PATH")
+    for m in modalities:  # the features must come from the same network as the training cache's
+        if m in recorded:
+            spec = (flow_weights or weights) if m == "flow" else weights
+            _, desc = resolve_weights(spec, m)
+            if desc != recorded[m]:
+                raise TaposError(f"--weights {spec}: gives {m} weights {desc!r} but the model was trained on "
+                                 f"features from {recorded[m]!r}")
+    opts = {"modalities": tuple(modalities), "weights": weights, "flow_weights": flow_weights}
+    opts["flow"] = flow or cache.get("flow_method") or "tvl1"
+    if stride is None and fps is None:
+        stride = int(cache.get("frame_stride", 1) or 1)
+        fps = float(cache.get("sampling_fps", 0.0)) or None
+        if fps:
+            stride = 1
+    opts["stride"], opts["fps"] = stride or 1, fps
+    return opts
+
+
+def parse_video(clip, model_dir, out_dir, weights=None, flow_weights=None, flow=None, stride=None, fps=None,
+                device: str = "cpu", progress: bool = True, thumbnails: bool = True) -> dict:
+    """Extract, parse and draw one clip; returns what ``OUT/boundaries.json`` holds."""
+    clip, out = Path(clip), Path(out_dir)
+    if not clip.is_file():
+        raise TaposError(f"{clip}: no such file")
+    parser, modality = load_model(model_dir)
+    modalities = parse_modality(modality)
+    if parser.dim is not None and parser.dim != FEATURE_DIM * len(modalities):
+        raise TaposError(f"{model_dir}: the model takes {parser.dim}-d {modality} features but tapos-extract gives "
+                         f"{FEATURE_DIM} per modality ({FEATURE_DIM * len(modalities)} for {modality}): it was not "
+                         f"trained on tapos-extract features")
+    opts = extraction_options(model_dir, modalities, weights, flow_weights, flow, stride, fps)
+    out.mkdir(parents=True, exist_ok=True)
+    key = clip.stem
+    report = extract(clip, out / "features.h5", clips=[Clip(key, clip)], device=device, progress=progress, **opts)
+    if report.failed:
+        raise TaposError(f"{clip}: {report.failed[0][1]}")
+    reader = FeatureReader(out / "features.h5")
+    info = reader.info(key)
+    x = reader.read(key, modality)
+    if len(x) < 2:
+        raise TaposError(f"{clip}: only {len(x)} frame(s) after sampling ({info.duration:.2f} s); parsing needs "
+                         f"at least 2 (use a longer clip or a higher --fps)")
+    index = reader.frame_index(key).astype(np.float64)
+    clip_fps = info.num_frames / info.duration  # frames of the clip per second
+    duration = info.num_frames / clip_fps
+    frames = parser.predict(x, index)
+    seconds = frames / clip_fps
+    edges = [0.0, *seconds.tolist(), duration]
+    result = {
+        "clip": str(clip), "key": key, "method": parser.name, "modality": modality, "fps": clip_fps,
+        "num_frames": info.num_frames, "duration": duration,
+        "boundaries_frames": [int(f) for f in frames], "boundaries_seconds": [float(s) for s in seconds],
+        "segments": [{"start": a, "end": b, "start_frame": int(round(a * clip_fps)), "end_frame": int(round(b * clip_fps))}
+                     for a, b in zip(edges[:-1], edges[1:])],
+        "extraction": {k: v for k, v in opts.items() if k != "modalities"},
+    }
+    atomic_write_text(out / "boundaries.json", json.dumps(result, indent=1))
+    responses = parser.patterns(x)
+    labels = parser.pattern_labels(x, responses) if responses is not None else None
+    thumbs = None
+    if thumbnails:
+        vinfo = probe(clip)
+        thumbs = [(c, read_frame_at(clip, c, 96, vinfo)) for c in segment_centres(seconds, duration)]
+    plot_timeline(out / "timeline.png", index / clip_fps, duration, seconds, None, responses, labels, thumbs,
+                  f"{clip.name}  ({parser.name} on {modality})")
+    return result
