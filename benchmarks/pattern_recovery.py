@@ -10,6 +10,7 @@ pattern over all val segments.
     python benchmarks/pattern_recovery.py [--data /tmp/tapos_patterns] [--seeds 3] [--methods transparser kmeans isba]
 """
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", nargs="*", default=["transparser", "kmeans", "isba"])
     ap.add_argument("--epochs", type=int, default=None, help="default: each method's own")
+    ap.add_argument("--set", dest="overrides", default="{}", help="method options as JSON, e.g. '{\"pattern_mi\": 0.1}'")
+    ap.add_argument("--tag", default="", help="suffix of the result files and model directories")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     data = Path(args.data)
@@ -36,12 +39,14 @@ def main():
     for method in args.methods:
         for seed in range(args.seeds):
             t = time.time()
-            model = data / "models" / f"{method}_{seed}"
-            _, history = train(method, feats, ann, model, "rgb+flow", args.epochs, seed, progress=False)
+            model = data / "models" / f"{method}_{seed}{args.tag}"
+            overrides = json.loads(args.overrides) if method == "transparser" else {}
+            _, history = train(method, feats, ann, model, "rgb+flow", args.epochs, seed, overrides=overrides,
+                               progress=False)
             a = analyze(model, feats, ann, truth=truth, progress=False)
             r = a.recovery
             best = next((h for h in reversed(history) if h.get("best")), history[-1])
-            rows.append({"method": method, "seed": seed, "val F1 (rel)": best.get("tuned_val_f1_rel", best.get("val_f1_rel")),
+            rows.append({"method": method + (f" {args.overrides}" if overrides else ""), "seed": seed, "val F1 (rel)": best.get("tuned_val_f1_rel", best.get("val_f1_rel")),
                          "patterns used": int((a.usage.sum(axis=0) > 0).sum()), "shared patterns": len(a.shared),
                          "planted": r["planted"], "recovered": r["recovered"], "specific": r["specific"],
                          "NMI": r["nmi"], "seconds": round(time.time() - t)})
@@ -51,10 +56,10 @@ def main():
                                                 "recovered", "specific", "NMI"]].mean()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "pattern_recovery.csv", index=False)
+    df.to_csv(out / f"pattern_recovery{args.tag}.csv", index=False)
     text = (f"Per run:\n\n{df.to_markdown(index=False, floatfmt='.3f')}\n\n"
             f"Mean over {args.seeds} seeds:\n\n{summary.to_markdown(floatfmt='.3f')}\n")
-    (out / "pattern_recovery.md").write_text(text)
+    (out / f"pattern_recovery{args.tag}.md").write_text(text)
     print(text)
 
 
