@@ -67,10 +67,11 @@ def plot_discriminative(segments, path, title: str = "") -> None:
     save_figure(fig, path)
 
 
-def _bands(ax, starts, ends, colours, labels=None, y=0.0, h=1.0):
+def _bands(ax, starts, ends, colours, labels=None, y=0.0, h=1.0, min_label=0.0):
+    """Coloured spans; a span narrower than ``min_label`` (x units) gets no label."""
     for i, (s, e) in enumerate(zip(starts, ends)):
         ax.broken_barh([(s, e - s)], (y, h), facecolors=colours[i], edgecolor="white", linewidth=0.5)
-        if labels is not None and labels[i] is not None:
+        if labels is not None and labels[i] is not None and e - s >= min_label:
             ax.text((s + e) / 2, y + h / 2, labels[i], ha="center", va="center", fontsize=7, clip_on=True)
 
 
@@ -114,7 +115,8 @@ def plot_timeline(path, times: np.ndarray, duration: float, predicted: Sequence[
     rows = [("predicted", predicted)] + ([("annotated", truth)] if truth is not None else [])
     for i, (name, bounds) in enumerate(rows):
         s, e = _segments(bounds, duration)
-        _bands(ax, s, e, [grey[j % 2] for j in range(len(s))], [str(j + 1) for j in range(len(s))], y=i, h=0.8)
+        _bands(ax, s, e, [grey[j % 2] for j in range(len(s))], [str(j + 1) for j in range(len(s))], y=i, h=0.8,
+               min_label=0.02 * duration)
     ax.set_yticks([i + 0.4 for i in range(len(rows))], [r[0] for r in rows], fontsize=8)
     ax.set_ylim(-0.1, len(rows))
     if responses is not None:
@@ -124,7 +126,7 @@ def plot_timeline(path, times: np.ndarray, duration: float, predicted: Sequence[
         starts = np.concatenate([[0], np.flatnonzero(lab[1:] != lab[:-1]) + 1])
         stops = np.append(starts[1:], len(lab))
         _bands(ax, times[starts], np.append(times, duration)[stops], [colours[lab[s]] for s in starts],
-               [f"p{lab[s]}" for s in starts])
+               [f"p{lab[s]}" for s in starts], min_label=0.03 * duration)
         ax.set_yticks([])
         ax.set_ylabel("pattern", fontsize=8)
         ax = ax_of["heat"]

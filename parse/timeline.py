@@ -15,10 +15,14 @@ from .checkpoint import load_model
 from .figures import plot_timeline
 
 
-def segment_centres(bounds, duration: float) -> list:
-    """Centres of the segments that ``bounds`` (seconds) cut ``[0, duration)`` into."""
+def segment_centres(bounds, duration: float, limit: int = 12) -> list:
+    """Centres of the segments that ``bounds`` (seconds) cut ``[0, duration)`` into, in time
+    order; of the ``limit`` longest when there are more (a filmstrip stays legible)."""
     edges = [0.0, *sorted(float(b) for b in bounds if 0 < b < duration), float(duration)]
-    return [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    segs = list(zip(edges[:-1], edges[1:]))
+    if len(segs) > limit:
+        segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:limit])
+    return [(a + b) / 2 for a, b in segs]
 
 
 def show_instance(model_dir, features, annotations, key: Optional[str], out, videos=None) -> dict:
