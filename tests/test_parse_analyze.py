@@ -130,6 +130,30 @@ def test_analyze_report_content(trained, cli):
     assert set(disc["class"]) == set(usage.index)
 
 
+def _browser():
+    import shutil
+
+    return next((b for b in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+                 if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_browser() is None, reason="no headless Chromium on this machine (file references are "
+                                               "checked in test_analyze_report_content)")
+def test_report_renders_in_headless_chromium(trained, cli, tmp_path):
+    import subprocess
+
+    s = trained / "s"
+    cli("tapos-parse", "analyze", "--model", trained / "tp", "--features", s / "features.h5", "--annotations",
+        s / "tapos_annotation.json", "--videos", s / "videos", "--top", "2", "--out", tmp_path / "rep")
+    dom = subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          (tmp_path / "rep/index.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert "Shared sub-actions" in dom and dom.count("<img") >= 2
+    shot = tmp_path / "page.png"
+    subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1200,1600", (tmp_path / "rep/index.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_analyze_refuses_a_method_without_patterns(trained, cli, tmp_path):
     from tapos.parse.run import train
 
@@ -219,3 +243,24 @@ def test_video_errors(extracted, trained, cli, tmp_path, make_video):
     assert p.returncode == 1 and "no such file" in p.stderr
     for proc in (p,):
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_analyze_a_method_without_a_classifier_uses_a_linear_probe(synth_dir, tmp_path):
+    from tapos.parse.analyze import analyze
+    from tapos.parse.run import train
+
+    train("kmeans", synth_dir / "features.h5", synth_dir / "tapos_annotation.json", tmp_path / "km",
+          overrides={"k": 8}, progress=False)
+    a = analyze(tmp_path / "km", synth_dir / "features.h5", synth_dir / "tapos_annotation.json", progress=False,
+                truth=synth_dir / "synth_truth.json")
+    assert a.patterns == 8 and a.classifier.startswith("logistic regression")
+    assert set(a.discriminative["class"]) == set(a.usage.index)
+    assert a.segments["correct"].between(0, 1).all()
+    # k-means responses: the argmax is the nearest centre, the rows are distributions
+    from tapos.data import FeatureReader
+    from tapos.parse.checkpoint import load_model
+
+    parser, modality = load_model(tmp_path / "km")
+    x = FeatureReader(synth_dir / "features.h5").read(a.segments["key"][0], modality)
+    resp = parser.patterns(x)
+    assert np.allclose(resp.sum(1), 1) and (resp.argmax(1) == parser.labels(parser.transform(x))).all()

@@ -88,6 +88,28 @@ def test_short_and_mismatched_input(name, fitted):
         parser.predict(np.zeros((10, parser.dim + 1), np.float32))
 
 
+@pytest.mark.parametrize("name", sorted(QUICK))
+def test_patterns_explain_the_boundaries(name, fitted, data):
+    """Methods with patterns give per-row distributions whose smoothed argmax changes exactly where
+    the predicted boundaries are; the others give None."""
+    from tapos.parse.segments import change_points
+
+    _, _, val = data
+    parser, _ = fitted[name]
+    x = val[0]["features"].numpy()
+    resp = parser.patterns(x)
+    if name not in ("transparser", "kmeans", "isba"):
+        assert resp is None and parser.pattern_labels(x) is None
+        return
+    assert resp.shape[0] == len(x) and np.allclose(resp.sum(1), 1, atol=1e-5) and (resp >= 0).all()
+    labels = parser.pattern_labels(x, resp)
+    assert change_points(labels).tolist() == parser.boundary_rows(parser.transform(x)).tolist()
+    logits = parser.class_logits(x)
+    assert (logits is not None) == (name == "transparser")
+    if logits is not None:
+        assert logits.shape == (len(x), parser.num_classes)
+
+
 def test_deterministic_for_a_seed(data):
     _, train, val = data
     runs = []
