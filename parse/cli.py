@@ -186,7 +186,8 @@ def show(model_dir, features, annotations, key, out, videos):
 @click.option("--stride", type=click.IntRange(1), default=None, help="Default: as recorded.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: as recorded.")
 @click.option("--device", default="cpu", show_default=True)
-def video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, device):
+@click.option("--overwrite", is_flag=True, help="Re-extract the clip's features already in OUT (other settings).")
+def video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, device, overwrite):
     """Parse a video of your own: extract its features, predict its sub-actions, draw them.
 
     Features are extracted like the cache the model was trained on. Example:
@@ -195,7 +196,7 @@ def video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, de
     """
     from .video import parse_video
 
-    res = parse_video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, device)
+    res = parse_video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, device, overwrite=overwrite)
     import pandas as pd
 
     df = pd.DataFrame(res["segments"]).rename_axis("sub-action")

@@ -98,8 +98,9 @@ def extraction_options(model_dir, modalities, weights=None, flow_weights=None, f
 
 
 def parse_video(clip, model_dir, out_dir, weights=None, flow_weights=None, flow=None, stride=None, fps=None,
-                device: str = "cpu", progress: bool = True, thumbnails: bool = True) -> dict:
-    """Extract, parse and draw one clip; returns what ``OUT/boundaries.json`` holds."""
+                device: str = "cpu", progress: bool = True, thumbnails: bool = True, overwrite: bool = False) -> dict:
+    """Extract, parse and draw one clip; returns what ``OUT/boundaries.json`` holds. ``overwrite``
+    re-extracts features already in ``OUT/features.h5`` (needed when the settings changed)."""
     clip, out = Path(clip), Path(out_dir)
     if not clip.is_file():
         raise TaposError(f"{clip}: no such file")
@@ -112,7 +113,8 @@ def parse_video(clip, model_dir, out_dir, weights=None, flow_weights=None, flow=
     opts = extraction_options(model_dir, modalities, weights, flow_weights, flow, stride, fps)
     out.mkdir(parents=True, exist_ok=True)
     key = clip.stem
-    report = extract(clip, out / "features.h5", clips=[Clip(key, clip)], device=device, progress=progress, **opts)
+    report = extract(clip, out / "features.h5", clips=[Clip(key, clip)], device=device, progress=progress,
+                     overwrite=overwrite, **opts)
     if report.failed:
         raise TaposError(f"{clip}: {report.failed[0][1]}")
     reader = FeatureReader(out / "features.h5")

@@ -216,6 +216,13 @@ def test_video_parses_a_clip_like_the_cache_it_was_trained_on(extracted, cli, tm
     assert len(seg) == len(want) + 1 and seg[0]["start"] == 0 and seg[-1]["end"] == pytest.approx(res["duration"])
     assert (tmp_path / "o/timeline.png").is_file()
     assert f"{len(seg)} sub-actions" in proc.stdout
+    # other sampling into the same folder: refused without --overwrite, then redone with it
+    again = cli("tapos-parse", "video", s / "videos" / f"{key}.mp4", "--model", extracted / "km", "--fps", "2",
+                "--out", tmp_path / "o", check=False)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    cli("tapos-parse", "video", s / "videos" / f"{key}.mp4", "--model", extracted / "km", "--fps", "2",
+        "--out", tmp_path / "o", "--overwrite")
+    assert json.loads((tmp_path / "o/boundaries.json").read_text())["extraction"]["fps"] == 2.0
 
 
 def test_video_errors(extracted, trained, cli, tmp_path, make_video):
