@@ -47,7 +47,7 @@ def main():
             r = a.recovery
             best = next((h for h in reversed(history) if h.get("best")), history[-1])
             rows.append({"method": method + (f" {args.overrides}" if overrides else ""), "seed": seed, "val F1 (rel)": best.get("tuned_val_f1_rel", best.get("val_f1_rel")),
-                         "patterns used": int((a.usage.sum(axis=0) > 0).sum()), "shared patterns": len(a.shared),
+                         "patterns used": a.patterns_used, "shared patterns": len(a.shared),
                          "planted": r["planted"], "recovered": r["recovered"], "specific": r["specific"],
                          "NMI": r["nmi"], "seconds": round(time.time() - t)})
             print(rows[-1], flush=True)

@@ -70,6 +70,12 @@ class InstanceInfo:
         """Seconds covered by the rows."""
         return self.num_rows / self.fps
 
+    @property
+    def frame_rate(self) -> float:
+        """Frames of the cached clip per second (``num_frames`` over the rows' span): turns
+        clip frames into seconds."""
+        return self.num_frames / self.duration
+
 
 class _H5Handle:
     """Close-on-exit for the classes below, which keep one h5py file in ``self._file``."""

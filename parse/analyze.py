@@ -39,7 +39,7 @@ from tapos.data.errors import TaposError
 
 from .checkpoint import load_model
 from .registry import PARSERS
-from .segments import change_points
+from .segments import change_points, spans
 
 DEFAULTS = {
     "split": "val",     # instances analysed: train, val, test or all
@@ -67,6 +67,15 @@ class Analysis:
     @property
     def frames(self) -> int:
         return int(self.usage.to_numpy().sum())
+
+    @property
+    def instances(self) -> int:
+        return int(self.sequences["instances"].sum())
+
+    @property
+    def patterns_used(self) -> int:
+        """Patterns that are the argmax of at least one frame."""
+        return int((self.usage.sum(axis=0) > 0).sum())
 
 
 # --- building blocks (pure functions) --------------------------------------------------------
@@ -230,21 +239,21 @@ def _probe(parser, train_ds):
     return clf
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
+def _offers(parser_cls, method: str) -> bool:
+    """Whether a parser class overrides an optional analysis method of ``Parser``."""
+    from .base import Parser
+
+    return getattr(parser_cls, method) is not getattr(Parser, method)
 
 
 def methods_with_patterns() -> list:
-    from .base import Parser
-
-    return sorted(n for n, cls in PARSERS.items() if cls.patterns is not Parser.patterns)
+    return sorted(n for n, cls in PARSERS.items() if _offers(cls, "patterns"))
 
 
 def analyze(model_dir, features, annotations, truth=None, progress: bool = True, **options) -> Analysis:
     """Analyse the patterns of the parser in ``model_dir`` on the instances of ``options["split"]``;
     see :data:`DEFAULTS`. ``truth``: the synthetic dataset's ``synth_truth.json`` (path or dict)."""
+    from scipy.special import softmax
     from tqdm import tqdm
 
     unknown = set(options) - set(DEFAULTS)
@@ -258,7 +267,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
     ann = annotations if isinstance(annotations, Annotations) else load_annotations(annotations)
     ds = FeatureDataset(features, ann, opts["split"], modality)
     classes = sorted({inst.action for inst in ds.instances})
-    use_model = parser.class_logits(ds[0]["features"].numpy()[:2]) is not None
+    use_model = _offers(type(parser), "class_logits")
     probe = None
     if not use_model and len(ann.split("train")):
         probe = _probe(parser, FeatureDataset(features, ann, "train", modality))
@@ -278,15 +287,14 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         smooth[item["key"]] = parser.pattern_labels(x, resp)
         best[item["key"]] = (resp.argmax(0), resp.max(0))
         ann_frames[item["key"]] = item["frames"].numpy()
-        edges = [0, *[int(b) for b in item["row_boundaries"].tolist() if 0 < b < len(x)], len(x)]
-        edges = sorted(set(edges))
+        segs = spans(item["row_boundaries"].tolist(), len(x))  # the annotated sub-actions, in rows
         if use_model:
             logits = parser.class_logits(x)
-            span_probs = [_softmax(logits[s:e].mean(0)) for s, e in zip(edges[:-1], edges[1:])]
-            whole = _softmax(logits.mean(0))
+            span_probs = [softmax(logits[s:e].mean(0)) for s, e in segs]
+            whole = softmax(logits.mean(0))
         elif probe is not None:
             z = parser.transform(x)
-            means = np.stack([z[s:e].mean(0) for s, e in zip(edges[:-1], edges[1:])] + [z.mean(0)])
+            means = np.stack([z[s:e].mean(0) for s, e in segs] + [z.mean(0)])
             probs = probe.predict_proba(means)
             full = np.zeros((len(probs), max(classes + list(probe.classes_)) + 1))
             full[:, probe.classes_] = probs
@@ -296,8 +304,8 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         a = item["action"]
         if whole is not None and a >= 0:  # -1: an instance without a class
             inst_right.setdefault(a, []).append(int(np.argmax(whole)) == a)
-        for j, (s, e) in enumerate(zip(edges[:-1], edges[1:])):
-            row = {"key": item["key"], "class": a, "position": j + 1, "n_positions": len(edges) - 1,
+        for j, (s, e) in enumerate(segs):
+            row = {"key": item["key"], "class": a, "position": j + 1, "n_positions": len(segs),
                    "start_frame": float(item["frames"][s]), "end_frame": float(item["frames"][e - 1]) + 1,
                    "pattern": int(np.bincount(raw[s:e]).argmax())}
             if span_probs is not None:

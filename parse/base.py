@@ -146,6 +146,13 @@ class Parser:
             return np.zeros(0, dtype=np.int64)
         return rows_to_frames(self.boundary_rows(x), frames)
 
+    def smooth(self, labels: np.ndarray) -> np.ndarray:
+        """Per-row labels with runs shorter than the ``min_segment`` option merged into a
+        neighbour (unchanged for a method without that option)."""
+        if "min_segment" not in self.config:
+            return labels
+        return merge_short_segments(labels, int(self.option("min_segment")))
+
     # --- analysis (optional: methods with learned sub-action patterns) -----------------------
     def patterns(self, features: np.ndarray) -> Optional[np.ndarray]:
         """Each row's response ``(T, m)`` to the method's m learned sub-action patterns (rows sum
@@ -156,12 +163,7 @@ class Parser:
         """Each row's pattern after the method's own smoothing: the labels its boundaries are the
         changes of (None without patterns). ``responses``: ``patterns(features)`` when known."""
         resp = self.patterns(features) if responses is None else responses
-        if resp is None:
-            return None
-        labels = resp.argmax(1)
-        if "min_segment" in self.config:
-            labels = merge_short_segments(labels, int(self.option("min_segment")))
-        return labels
+        return None if resp is None else self.smooth(resp.argmax(1))
 
     def class_logits(self, features: np.ndarray) -> Optional[np.ndarray]:
         """Per-row action-class logits ``(T, C)`` whose mean over any span classifies that span

@@ -137,8 +137,8 @@ def analyze(model_dir, features, annotations, out_dir, split, videos, truth, top
     ann = load_annotations(annotations)
     result = run_analyze(model_dir, features, ann, truth=truth, split=split, top=top, min_share=min_share)
     page = write_report(result, out_dir, ann, videos)
-    click.echo(f"{result.frames} frames of {int(result.sequences['instances'].sum())} {split} instances; "
-               f"{int((result.usage.sum(axis=0) > 0).sum())} of {result.patterns} patterns used, "
+    click.echo(f"{result.frames} frames of {result.instances} {split} instances; "
+               f"{result.patterns_used} of {result.patterns} patterns used, "
                f"{len(result.shared)} shared by two or more classes")
     if result.recovery:
         r = result.recovery

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register
-from .segments import change_points, merge_short_segments
+from .segments import change_points
 from .training import TorchParser
 
 
@@ -100,4 +100,4 @@ class CTMParser(TorchParser):
 
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         labels = best_path_labels(model(x).cpu().numpy())
-        return change_points(merge_short_segments(labels, int(self.option("min_segment"))))
+        return change_points(self.smooth(labels))

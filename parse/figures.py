@@ -8,6 +8,8 @@ import numpy as np
 
 from tapos.data.plotting import pyplot, save_figure
 
+from .segments import change_points, spans
+
 
 def pattern_colours(m: int) -> np.ndarray:
     """One RGBA colour per pattern, the same in every figure (tab20 then tab20b; hsv beyond 40)."""
@@ -51,7 +53,7 @@ def plot_discriminative(segments, path, title: str = "") -> None:
     classes, positions = list(acc.index), list(acc.columns)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(classes) + 2), 4.0))
     width = 0.8 / max(len(positions), 1)
-    cmap = pyplot().get_cmap("viridis")
+    cmap = plt.get_cmap("viridis")
     for j, pos in enumerate(positions):
         heights = acc[pos].to_numpy(dtype=float)  # NaN: the class has no sub-action at this position
         heights = np.where(heights == 0, 0.01, heights)  # a sliver, so 0% differs from "no such sub-action"
@@ -73,11 +75,6 @@ def _bands(ax, starts, ends, colours, labels=None, y=0.0, h=1.0, min_label=0.0):
         ax.broken_barh([(s, e - s)], (y, h), facecolors=colours[i], edgecolor="white", linewidth=0.5)
         if labels is not None and labels[i] is not None and e - s >= min_label:
             ax.text((s + e) / 2, y + h / 2, labels[i], ha="center", va="center", fontsize=7, clip_on=True)
-
-
-def _segments(bounds, duration):
-    edges = [0.0, *sorted(float(b) for b in bounds if 0 < b < duration), float(duration)]
-    return edges[:-1], edges[1:]
 
 
 def plot_timeline(path, times: np.ndarray, duration: float, predicted: Sequence[float],
@@ -114,7 +111,7 @@ def plot_timeline(path, times: np.ndarray, duration: float, predicted: Sequence[
     grey = [(0.55, 0.55, 0.55, 1), (0.8, 0.8, 0.8, 1)]
     rows = [("predicted", predicted)] + ([("annotated", truth)] if truth is not None else [])
     for i, (name, bounds) in enumerate(rows):
-        s, e = _segments(bounds, duration)
+        s, e = zip(*spans([float(b) for b in bounds], float(duration)))
         _bands(ax, s, e, [grey[j % 2] for j in range(len(s))], [str(j + 1) for j in range(len(s))], y=i, h=0.8,
                min_label=0.02 * duration)
     ax.set_yticks([i + 0.4 for i in range(len(rows))], [r[0] for r in rows], fontsize=8)
@@ -123,7 +120,7 @@ def plot_timeline(path, times: np.ndarray, duration: float, predicted: Sequence[
         colours = pattern_colours(responses.shape[1])
         ax = ax_of["labels"]
         lab = np.asarray(labels if labels is not None else responses.argmax(1))
-        starts = np.concatenate([[0], np.flatnonzero(lab[1:] != lab[:-1]) + 1])
+        starts = np.concatenate([[0], change_points(lab)])
         stops = np.append(starts[1:], len(lab))
         _bands(ax, times[starts], np.append(times, duration)[stops], [colours[lab[s]] for s in starts],
                [f"p{lab[s]}" for s in starts], min_label=0.03 * duration)

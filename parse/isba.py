@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register
-from .segments import change_points, merge_short_segments
+from .segments import change_points
 from .tcn import TemporalConvNet
 from .training import TorchParser
 
@@ -136,10 +136,8 @@ class ISBAParser(TorchParser):
     def patterns(self, features: np.ndarray) -> np.ndarray:
         """The frame classifier's distribution over the K pseudo sub-actions."""
         with torch.inference_mode():
-            dev = next(self.model.parameters()).device
-            x = torch.from_numpy(np.ascontiguousarray(self.transform(features))).to(dev)
-            return torch.softmax(self.model(x), -1).cpu().numpy()
+            return torch.softmax(self.model(self.as_input(self.transform(features))), -1).cpu().numpy()
 
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         labels = model(x).argmax(-1).cpu().numpy()
-        return change_points(merge_short_segments(labels, int(self.option("min_segment"))))
+        return change_points(self.smooth(labels))

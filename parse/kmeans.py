@@ -7,7 +7,7 @@ import torch
 
 from .base import FitOptions, Parser
 from .registry import register
-from .segments import change_points, merge_short_segments
+from .segments import change_points
 from .training import fit_once
 
 
@@ -68,14 +68,13 @@ class KMeansParser(Parser):
     def patterns(self, features: np.ndarray) -> np.ndarray:
         """Soft assignment to the k clusters: softmax of minus the squared distance over the
         feature width (the argmax is the nearest centre)."""
+        from scipy.special import softmax
+
         x = self.transform(features)
-        z = -self.sq_distances(x) / x.shape[1]
-        z -= z.max(1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(1, keepdims=True)
+        return softmax(-self.sq_distances(x) / x.shape[1], axis=1)
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
-        return change_points(merge_short_segments(self.labels(x), int(self.option("min_segment"))))
+        return change_points(self.smooth(self.labels(x)))
 
     def extra_state(self) -> dict:
         return {"centers": torch.from_numpy(self.centers)}

@@ -52,8 +52,8 @@ def write_tables(a: Analysis, out: Path) -> list:
         a.discriminative.to_csv(out / "discriminative.csv", index=False)
         names.append("discriminative.csv")
     summary = {"method": a.method, "modality": a.modality, "split": a.split, "patterns": a.patterns,
-               "frames": a.frames, "instances": int(a.sequences["instances"].sum()), "classifier": a.classifier,
-               "patterns_used": int((a.usage.sum(axis=0) > 0).sum()), "shared_patterns": len(a.shared),
+               "frames": a.frames, "instances": a.instances, "classifier": a.classifier,
+               "patterns_used": a.patterns_used, "shared_patterns": len(a.shared),
                "recovery": a.recovery}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return names + ["summary.json"]
@@ -92,10 +92,9 @@ def write_report(a: Analysis, out_dir, annotations=None, videos=None, title: Opt
                          f'<span class="note">{cap}</span><br>')
         return "".join(cells)
 
-    n_inst = int(a.sequences["instances"].sum())
     parts = [f"<h1>{html.escape(title or f'{a.method} patterns')}</h1>",
-             f'<p>{n_inst} {html.escape(a.split)} instances, {a.frames} frames, method <b>{a.method}</b> on '
-             f'{a.modality} features; {int((a.usage.sum(axis=0) > 0).sum())} of {a.patterns} patterns are the argmax '
+             f'<p>{a.instances} {html.escape(a.split)} instances, {a.frames} frames, method <b>{a.method}</b> on '
+             f'{a.modality} features; {a.patterns_used} of {a.patterns} patterns are the argmax '
              f'of some frame; {len(a.shared)} are shared by two or more classes.</p>',
              "<h2>Pattern usage</h2>",
              '<p class="note">Share of each class\'s frames whose strongest pattern is each one (counts in the '

@@ -11,7 +11,7 @@ from tapos.data.annotations import Annotations, load_annotations
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
-from tapos.data.io import CsvLog, atomic_write_text
+from tapos.data.io import CsvLog
 from tapos.data.plotting import pyplot, save_figure
 
 from .base import FitOptions
@@ -103,6 +103,5 @@ def predict(model_dir, features, annotations=None, split: str = "val", seconds: 
             raise TaposError(f"{features}: instance {key}: no {missing[0]} features (the model uses {modality})")
         fi = reader.frame_index(key).astype(np.float64)
         frames = parser.predict(reader.read(key, modality), fi)
-        source_fps = info.num_frames / info.duration  # frames of the clip per second
-        out[key] = frames / source_fps if seconds else frames
+        out[key] = frames / info.frame_rate if seconds else frames
     return out

@@ -68,6 +68,13 @@ def runs_above(score, threshold: float) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
+def spans(bounds, end) -> list:
+    """``[(start, stop), ...]``: the segments that ``bounds`` cut ``[0, end)`` into (bounds outside
+    ``(0, end)`` and repeats are ignored)."""
+    edges = [0, *sorted({b for b in bounds if 0 < b < end}), end]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def rows_to_frames(rows, frames) -> np.ndarray:
     """Boundary rows to annotation frames (``frames[t]`` is row t's annotation frame), rounded,
     without duplicates and without 0 (the instance start is not a boundary)."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from tapos.data.annotations import Annotations, load_annotations
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
@@ -13,13 +11,13 @@ from tapos.data.features import FeatureReader
 
 from .checkpoint import load_model
 from .figures import plot_timeline
+from .segments import spans
 
 
 def segment_centres(bounds, duration: float, limit: int = 12) -> list:
     """Centres of the segments that ``bounds`` (seconds) cut ``[0, duration)`` into, in time
     order; of the ``limit`` longest when there are more (a filmstrip stays legible)."""
-    edges = [0.0, *sorted(float(b) for b in bounds if 0 < b < duration), float(duration)]
-    segs = list(zip(edges[:-1], edges[1:]))
+    segs = spans([float(b) for b in bounds], float(duration))
     if len(segs) > limit:
         segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:limit])
     return [(a + b) / 2 for a, b in segs]

@@ -146,10 +146,13 @@ class TorchParser(Parser):
             best_row.update({f"tuned_{k}": v for k, v in scores.items()})  # scores of the last option tuned
         return history
 
+    def as_input(self, x: np.ndarray) -> torch.Tensor:
+        """Normalized rows ``(T, D)`` as a tensor on the model's device."""
+        return torch.from_numpy(np.ascontiguousarray(x)).to(next(self.model.parameters()).device)
+
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            dev = next(self.model.parameters()).device
-            return self.model_rows(self.model, torch.from_numpy(np.ascontiguousarray(x)).to(dev))
+            return self.model_rows(self.model, self.as_input(x))
 
     def extra_state(self) -> dict:
         return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register
-from .segments import change_points, merge_short_segments
+from .segments import change_points
 from .training import TorchParser
 
 
@@ -176,9 +176,7 @@ class TransParser(TorchParser):
 
     def _forward(self, x: np.ndarray):
         with torch.inference_mode():
-            dev = next(self.model.parameters()).device
-            f, att = self.model(torch.from_numpy(np.ascontiguousarray(self.transform(x))).to(dev))
-        return f, att
+            return self.model(self.as_input(self.transform(x)))
 
     def patterns(self, features: np.ndarray) -> np.ndarray:
         """The last unit's attention ``(T, m)`` over the rows of its pattern miner."""
@@ -192,6 +190,4 @@ class TransParser(TorchParser):
 
     def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
         _, att = model(x)
-        labels = att.argmax(-1).cpu().numpy()
-        labels = merge_short_segments(labels, int(self.option("min_segment")))
-        return change_points(labels)
+        return change_points(self.smooth(att.argmax(-1).cpu().numpy()))

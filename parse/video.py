@@ -24,6 +24,7 @@ from tapos.extract.weights import resolve_weights
 
 from .checkpoint import load_model
 from .figures import plot_timeline
+from .segments import spans
 from .timeline import segment_centres
 
 IMAGENET_FILE = "bn_inception-52deb4733.pth"  # the name resolve_weights records for --weights imagenet
@@ -124,17 +125,15 @@ def parse_video(clip, model_dir, out_dir, weights=None, flow_weights=None, flow=
         raise TaposError(f"{clip}: only {len(x)} frame(s) after sampling ({info.duration:.2f} s); parsing needs "
                          f"at least 2 (use a longer clip or a higher --fps)")
     index = reader.frame_index(key).astype(np.float64)
-    clip_fps = info.num_frames / info.duration  # frames of the clip per second
-    duration = info.num_frames / clip_fps
+    clip_fps, duration = info.frame_rate, info.duration
     frames = parser.predict(x, index)
     seconds = frames / clip_fps
-    edges = [0.0, *seconds.tolist(), duration]
     result = {
         "clip": str(clip), "key": key, "method": parser.name, "modality": modality, "fps": clip_fps,
         "num_frames": info.num_frames, "duration": duration,
         "boundaries_frames": [int(f) for f in frames], "boundaries_seconds": [float(s) for s in seconds],
         "segments": [{"start": a, "end": b, "start_frame": int(round(a * clip_fps)), "end_frame": int(round(b * clip_fps))}
-                     for a, b in zip(edges[:-1], edges[1:])],
+                     for a, b in spans(seconds.tolist(), duration)],
         "extraction": {k: v for k, v in opts.items() if k != "modalities"},
     }
     atomic_write_text(out / "boundaries.json", json.dumps(result, indent=1))

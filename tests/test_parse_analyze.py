@@ -248,8 +248,7 @@ def test_video_errors(extracted, trained, cli, tmp_path, make_video):
     p = cli("tapos-parse", "video", tmp_path / "missing.mp4", "--model", extracted / "km", "--out", tmp_path / "d",
             check=False)
     assert p.returncode == 1 and "no such file" in p.stderr
-    for proc in (p,):
-        assert len(proc.stderr.strip().splitlines()) == 1
+    assert len(p.stderr.strip().splitlines()) == 1
 
 
 def test_analyze_a_method_without_a_classifier_uses_a_linear_probe(synth_dir, tmp_path):
