@@ -7,6 +7,10 @@ Rows of the table (frames/s, one run, same videos and batch size):
   on CUDA also fp16 and bf16 autocast. Median of ``--repeats`` timed batches after warm-up.
 * decode only: ``ClipReader`` over every video (probe, ffmpeg decode, resize/crop, flow fields),
   once with one reader and once with the pipeline's number of decoder threads.
+* host only: the full pipeline with the network replaced by one that returns zeros at once:
+  what decoding, batching and writing alone sustain with the pipeline's decoders, i.e. the most
+  frames/s any GPU can be fed on this machine. Its CPU ms/frame over the cores gives the
+  ceiling for a machine with more of them.
 * full pipeline: ``tapos.extract.extract(...)`` end to end (cache written), and the same minus
   the backbone construction (timed separately), frames = ``report.frames``.
 
@@ -178,6 +182,27 @@ def pipeline(videos, modalities, flow, batch_size, device, precision, decoders, 
     return report, seconds, cpu
 
 
+class NullBackbone:
+    """Stands in for the network in the host-only row: zeros, no compute."""
+
+    def __init__(self, modality):
+        self.description = f"null ({modality})"
+
+    def submit(self, batch):
+        from tapos.extract.backbone import FEATURE_DIM, Pending
+
+        return Pending(np.zeros((len(batch), FEATURE_DIM), np.float32))
+
+
+def host_only(videos, modalities, flow, batch_size, decoders):
+    """(report, seconds, CPU seconds) of ``extract`` with NullBackbone: the host side alone."""
+    from unittest import mock
+
+    with mock.patch("tapos.extract.pipeline.build_backbones",
+                    lambda opts, device: {m: NullBackbone(m) for m in opts["modalities"]}):
+        return pipeline(videos, modalities, flow, batch_size, "cpu", "fp32", decoders, Timer("cpu"))
+
+
 def combined(rates):
     """Frames/s when every frame goes through each model in turn."""
     return 1.0 / sum(1.0 / r for r in rates)
@@ -226,7 +251,8 @@ def main():
     import torch
 
     from tapos.data.features import parse_modality
-    from tapos.extract import DEFAULTS, clips_from_folder
+    from tapos.extract import clips_from_folder
+    from tapos.extract.pipeline import decoder_count
 
     modalities = parse_modality(args.modality)
     cuda = torch.device(args.device).type == "cuda"
@@ -237,7 +263,7 @@ def main():
     precision = args.precision or ("fp16" if cuda else "fp32")
     batch_size = args.batch_size or (128 if cuda else 32)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
-    decoders = args.decoders or DEFAULTS["decoders"]
+    decoders = decoder_count(args.decoders, args.device)
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     timer = Timer(args.device)
@@ -295,7 +321,12 @@ def main():
     add("decode only", "+".join(modalities), f"{decoders} readers (as the pipeline)", frames_n / dec_n,
         cpu_n / frames_n)
 
-    # 3. full pipeline
+    # 3. host only, then the full pipeline
+    host_report, host_s, host_cpu = host_only(videos, modalities, args.flow, batch_size, decoders)
+    host_rate, host_ms = host_report.frames / host_s, host_cpu / max(host_report.frames, 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    add("host only", "+".join(modalities), f"no network, {decoders} decoders", host_rate, host_ms,
+        f"CPU-bound ceiling {cores / host_ms:.0f} frames/s on {cores} cores ({1 / host_ms:.0f} per core)")
     build_s = construction_seconds(modalities, args.device, precision, timer)
     report, total_s, pipe_cpu = pipeline(videos, modalities, args.flow, batch_size, args.device, precision,
                                          decoders, timer)
@@ -332,6 +363,8 @@ def main():
         print(f"CPU cost per frame: model {model_cpu * 1e3:.1f} ms + decode {cpu_n / frames_n * 1e3:.1f} ms "
               f"(pipeline measured: {pipe_cpu / max(report.frames, 1) * 1e3:.1f} ms incl. construction); with "
               f"every core busy the ratio cannot exceed about {model_cpu / (model_cpu + cpu_n / frames_n):.2f}")
+    print(f"host only (no network): {host_rate:.1f} frames/s with {decoders} decoders, {host_ms * 1e3:.2f} CPU ms "
+          f"per frame, so about {1 / host_ms:.0f} frames/s per core can be fed to a GPU")
     print(f"decode only: {frames / dec1:.1f} frames/s with 1 reader, {frames_n / dec_n:.1f} with {decoders}; "
           f"{report.frames} frames, {len(report.done)} videos extracted, {len(report.failed)} failed")
 

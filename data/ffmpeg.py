@@ -101,12 +101,16 @@ def _differ(avg: float, stream: float) -> bool:
 _STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: .*?, (\d{2,5})x(\d{2,5})[ ,\[]")
 _FPS_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)")
 _FRAME_RE = re.compile(r"frame=\s*(\d+)")
+# the verbose end-of-run summary; the "frame=" progress line is missing for stream copies in some
+# releases (ffmpeg 7.0, as imageio-ffmpeg 0.6.0 ships it)
+_MUXED_RE = re.compile(r"Output stream #\d+:\d+ \(video\): (?:\d+ frames encoded; )?(\d+) packets muxed")
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
 _ROT_RE = re.compile(r"rotation of (-?[\d.]+) degrees")
 
 
 def _probe_ffmpeg(path: Path, binary: str) -> VideoInfo:
-    cmd = [binary, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "verbose", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+           "-f", "null", "-"]
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     err = proc.stderr
     stream = next((line for line in err.splitlines() if "Video:" in line and "Stream #" in line), None)
@@ -118,7 +122,7 @@ def _probe_ffmpeg(path: Path, binary: str) -> VideoInfo:
         raise VideoError(f"{path}: cannot read the frame size from ffmpeg's report")
     rates = {kind: float(value) * (1000 if kilo else 1) for value, kilo, kind in _FPS_RE.findall(stream)}
     fps = rates.get("fps") or rates.get("tbr") or 0.0
-    frames = _FRAME_RE.findall(err)
+    frames = _MUXED_RE.findall(err) or _FRAME_RE.findall(err)
     dur = _DURATION_RE.search(err)
     duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
     rot = _ROT_RE.search(err)

@@ -66,7 +66,8 @@ class Backbone:
             model = fold_batchnorm(model)
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.mean = input_mean(modality).to(self.device)
-        self._pinned: torch.Tensor | None = None
+        self._slots = [_CudaSlot(), _CudaSlot()] if self.device.type == "cuda" else []
+        self._next = 0
 
     def _validate(self, batch) -> None:
         if isinstance(batch, np.ndarray):
@@ -82,32 +83,98 @@ class Backbone:
         if not dtype_ok:
             raise ValueError(f"expected a uint8 batch for {self.modality}, got {batch.dtype}")
 
-    def _upload(self, batch) -> torch.Tensor:
-        """uint8 NHWC on the device; on CUDA through a pinned host buffer reused across calls."""
-        if isinstance(batch, torch.Tensor):
-            if batch.device.type != "cpu":
-                return batch.to(self.device)
-            batch = batch.numpy()
-        host = torch.from_numpy(np.ascontiguousarray(batch))  # copies only strided views (e.g. BGR flips)
-        if self.device.type != "cuda":
-            return host.to(self.device)
-        if self._pinned is None or self._pinned.shape[1:] != host.shape[1:] or len(self._pinned) < len(host):
-            self._pinned = torch.empty((max(len(host), 1),) + tuple(host.shape[1:]), dtype=torch.uint8, pin_memory=True)
-        # Reusing the buffer is safe: __call__ ends with a synchronising copy of the features to the host,
-        # so the previous asynchronous upload from it has finished.
-        pinned = self._pinned[: len(host)]
-        pinned.copy_(host)
-        return pinned.to(self.device, non_blocking=True)
+    def submit(self, batch) -> "Pending":
+        """Start the forward of one uint8 NHWC batch; ``.result()`` of the returned handle gives its
+        ``(N, 1024)`` float32 features. On CUDA the call returns as soon as the work is queued, so the
+        caller can assemble the next batch while the GPU computes this one; on CPU it computes now.
 
-    def __call__(self, batch) -> np.ndarray:
+        Two batches are in flight at most: submitting a third first waits for the oldest and
+        copies its features out of the pinned buffer that the new batch reuses."""
         self._validate(batch)
-        if len(batch) == 0:
-            return np.zeros((0, FEATURE_DIM), np.float32)
+        n = len(batch)
+        if n == 0:
+            return Pending(np.zeros((0, FEATURE_DIM), np.float32))
         with torch.inference_mode():
+            slot = None
+            if self.device.type == "cuda":
+                slot = self._slots[self._next]
+                self._next = 1 - self._next
+                slot.wait()  # the batch submitted two calls ago has left its buffers
+                x = slot.upload(batch, self.device)
+            else:
+                x = _as_tensor(batch).to(self.device)
             # NHWC -> NCHW by a permute is already the channels_last layout; no copy until requested
-            x = self._upload(batch).permute(0, 3, 1, 2).float().sub_(self.mean)
+            x = x.permute(0, 3, 1, 2).float().sub_(self.mean)
             x = x.contiguous(memory_format=self.memory_format)
             dtype = PRECISIONS[self.precision]
             with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                features = self.model.forward_features(x)
-            return features.float().cpu().numpy()
+                features = self.model.forward_features(x).float()
+            if slot is None:
+                return Pending(features.cpu().numpy())
+            return slot.download(features, self.device)
+
+    def __call__(self, batch) -> np.ndarray:
+        return self.submit(batch).result()
+
+
+def _as_tensor(batch) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    return torch.from_numpy(np.ascontiguousarray(batch))  # copies only strided views (e.g. BGR flips)
+
+
+class _CudaSlot:
+    """One batch in flight on CUDA: a pinned input buffer (uint8 frames), a pinned output buffer
+    (features) and the event that marks the output copied back. Everything runs on the current
+    stream, so the copies are ordered with the forward; what overlaps is the host's work on the
+    next batch (decoding, batching, the copy into pinned memory) with this batch's GPU work."""
+
+    def __init__(self):
+        self.input: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+        self.pending: Pending | None = None
+
+    def wait(self) -> None:
+        """Before reuse: the previous batch's features leave the pinned buffer (which also means
+        its input upload has finished: both were queued on one stream before the event)."""
+        if self.pending is not None:
+            self.pending.result()
+
+    def upload(self, batch, device) -> torch.Tensor:
+        if isinstance(batch, torch.Tensor) and batch.device.type == "cuda":
+            return batch.to(device)
+        host = _as_tensor(batch)
+        if self.input is None or self.input.shape[1:] != host.shape[1:] or len(self.input) < len(host):
+            self.input = torch.empty(host.shape, dtype=torch.uint8, pin_memory=True)
+        pinned = self.input[: len(host)]
+        pinned.copy_(host)
+        return pinned.to(device, non_blocking=True)
+
+    def download(self, features: torch.Tensor, device) -> "Pending":
+        n = len(features)
+        if self.output is None or len(self.output) < n:
+            self.output = torch.empty((n, features.shape[1]), dtype=torch.float32, pin_memory=True)
+        out = self.output[:n]
+        out.copy_(features, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(device))
+        self.pending = Pending(None, (self, out, event))
+        return self.pending
+
+
+class Pending:
+    """Features of a submitted batch; ``result()`` waits for them (once) and returns a numpy array
+    that the caller owns."""
+
+    def __init__(self, array: np.ndarray | None, in_flight=None):
+        self._array, self._in_flight = array, in_flight
+
+    def result(self) -> np.ndarray:
+        if self._array is None:
+            slot, pinned, event = self._in_flight
+            event.synchronize()
+            self._array = pinned.numpy().copy()  # the pinned buffer is reused two batches later
+            self._in_flight = None
+            if slot.pending is self:
+                slot.pending = None
+        return self._array

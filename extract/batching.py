@@ -23,12 +23,17 @@ class ClipRows:
 
 class Batcher:
     """Fills batches of ``batch_size`` rows across clip boundaries (a clip's last rows share a
-    batch with the next clip's first, so short clips do not leave the device half idle)."""
+    batch with the next clip's first, so short clips do not leave the device half idle).
+
+    One batch stays in flight: batch k's features are collected after batch k+1 has been
+    submitted, so on a GPU the host assembles the next batch while the device computes (on CPU
+    ``submit`` computes at once and nothing changes). ``flush`` collects everything."""
 
     def __init__(self, backbones, batch_size):
         self.backbones, self.batch_size = backbones, batch_size
         self.blocks = []     # (clip rows, {modality: uint8 rows})
         self.pending = 0
+        self.in_flight = None  # (taken, sizes, {modality: Pending}) of the last submitted batch
 
     def add(self, state: ClipRows, chunk) -> None:
         state.index.append(chunk.frame_index)
@@ -41,6 +46,7 @@ class Batcher:
     def flush(self) -> None:
         while self.pending:
             self._run(min(self.pending, self.batch_size))
+        self._collect()
 
     def _run(self, n: int) -> None:
         taken, need = [], n
@@ -57,14 +63,27 @@ class Batcher:
                 need = 0
         self.pending -= n
         sizes = [len(next(iter(a.values()))) for _, a in taken]
+        handles = {}
         for m, net in self.backbones.items():
             rows = np.concatenate([a[m] for _, a in taken])
             if n < self.batch_size:
                 # Always the same batch shape: kernels chosen per shape would otherwise round a
                 # frame differently when a resumed run batches it with other frames.
                 rows = np.concatenate([rows, np.zeros((self.batch_size - n,) + rows.shape[1:], rows.dtype)])
-            feats = net(rows)[:n]
-            for (state, _), part in zip(taken, np.split(feats, np.cumsum(sizes)[:-1])):
+            handles[m] = net.submit(rows)
+        self._collect()
+        self.in_flight = ([state for state, _ in taken], sizes, handles)
+
+    def _collect(self) -> None:
+        """Hand the features of the batch in flight to the clips its rows came from."""
+        if self.in_flight is None:
+            return
+        states, sizes, handles = self.in_flight
+        self.in_flight = None
+        n = sum(sizes)
+        for m, handle in handles.items():
+            feats = handle.result()[:n]
+            for state, part in zip(states, np.split(feats, np.cumsum(sizes)[:-1])):
                 state.out.setdefault(m, []).append(part)
-        for (state, _), size in zip(taken, sizes):
+        for state, size in zip(states, sizes):
             state.computed += size

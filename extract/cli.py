@@ -50,8 +50,8 @@ def main():
               help="Autocast precision on CUDA.")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
               help="Stored feature type.")
-@click.option("--decoders", type=click.IntRange(1), default=DEFAULTS["decoders"], show_default=True,
-              help="Clips decoded ahead in parallel.")
+@click.option("--decoders", type=click.IntRange(1), default=DEFAULTS["decoders"],
+              help="Clips decoded ahead in parallel (default: 2 on CPU; on CUDA half this process's cores, 2-8).")
 @click.option("--flow-threads", type=click.IntRange(1), help="Threads computing flow per clip (default: CPU count).")
 @click.option("--overwrite", is_flag=True, help="Redo instances already extracted (default: skip them).")
 @click.option("--no-progress", is_flag=True)

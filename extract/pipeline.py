@@ -40,7 +40,9 @@ DEFAULTS = {
     "device": "cpu",          # cpu, cuda, cuda:1; under torchrun "cuda" means cuda:LOCAL_RANK
     "precision": "fp32",      # fp16/bf16 autocast on CUDA
     "dtype": "float16",       # stored features (float16 halves the cache; pooled features lose nothing)
-    "decoders": 2,            # clips decoded ahead, each by its own thread and ffmpeg processes
+    "decoders": None,         # clips decoded ahead, each by its own thread and ffmpeg processes
+                              # (None: 2 on CPU, where the model is the bottleneck; on CUDA enough
+                              # to feed the GPU, see decoder_count)
     "flow_threads": None,     # threads computing flow fields per clip (None: CPU count)
     "overwrite": False,       # redo instances already extracted
     "progress": True,
@@ -122,6 +124,23 @@ def _check_device(device: str, precision: str) -> None:
         raise TaposError(f"precision {precision} needs a CUDA device (on {device} use fp32)")
 
 
+def decoder_count(requested, device: str) -> int:
+    """Decoder threads: ``requested``, else 2 on CPU, else half the cores of this process (cores
+    divided among the torchrun processes of this node), between 2 and 8. One 256p RGB reader
+    delivers about 750 frames/s for 1.6 CPU ms per frame (benchmarks/extract_throughput.py), so
+    a GPU that computes thousands of frames/s needs several, each with a core to spare."""
+    if requested:
+        return max(1, int(requested))
+    if not str(device).startswith("cuda"):
+        return 2
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 2
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(2, min(8, per_process // 2))
+
+
 def build_backbones(opts, device: str) -> dict:
     from .backbone import Backbone
 
@@ -170,7 +189,8 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
         attrs = _root_attrs(settings)
         mine = list(clips)[dist.rank::dist.world]
         try:
-            _run(mine, store, opts, backbones, attrs, report, tqdm, show=opts["progress"] and dist.rank == 0)
+            _run(mine, store, opts, backbones, attrs, report, tqdm, show=opts["progress"] and dist.rank == 0,
+                 device=dist.device)
         finally:
             dist.barrier()
             if dist.rank == 0:
@@ -180,8 +200,8 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
     return report
 
 
-def _run(clips, store, opts, backbones, attrs, report, tqdm, show):
-    n_dec = max(1, int(opts["decoders"]))
+def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
+    n_dec = decoder_count(opts["decoders"], device)
     queues = [queue.Queue(maxsize=4) for _ in range(n_dec)]
     stop = threading.Event()
     threads = [threading.Thread(target=_produce, args=(clips[k::n_dec], queues[k], store, opts, stop), daemon=True)

@@ -178,12 +178,13 @@ def test_variable_frame_rate_is_resampled_to_a_constant_rate(tmp_path, make_vide
 
     cfr = make_video(tmp_path / "cfr.mp4", 20, 25)
     vfr = tmp_path / "vfr.mp4"
-    # frames 0-9 at 25 fps, frames 10-19 at 12.5 fps: mp4 reports the average rate (18.5 fps)
+    # frames 0-9 at 25 fps, frames 10-19 at 12.5 fps: mp4 reports the average rate (18.5 fps, or
+    # 19.2 where the ffmpeg release leaves the last frame's duration out: 20 frames in 1.04 s)
     subprocess.run([ffmpeg_binary(), "-v", "error", "-i", str(cfr), "-vf",
                     "setpts='if(lt(N,10),N/25,0.4+(N-10)/12.5)/TB'", "-fps_mode", "vfr", "-c:v", "libx264", "-crf", "4",
                     str(vfr)], check=True)
     info = probe(vfr)
-    assert info.variable_rate and info.fps == pytest.approx(18.5, abs=0.5)
+    assert info.variable_rate and 18.0 <= info.fps <= 19.5
     chunk, meta = read_clip(Clip("v", vfr), ("rgb",))
     assert meta.rate == pytest.approx(info.fps) and meta.fps == pytest.approx(info.fps)
     got = numbers(chunk.rgb, 20)
