@@ -17,7 +17,12 @@ class Distributed:
         self.device = f"cuda:{self.local_rank}" if device == "cuda" and self.world > 1 else device
         self.active = False
         if self.world > 1:
+            import torch
             import torch.distributed as dist
+
+            if self.device.startswith("cuda") and torch.cuda.is_available():
+                # this process's GPU becomes current: NCCL and pinned memory use it, not GPU 0
+                torch.cuda.set_device(torch.device(self.device))
 
             if not dist.is_initialized():
                 dist.init_process_group(backend or ("nccl" if self.device.startswith("cuda") else "gloo"),
@@ -29,6 +34,16 @@ class Distributed:
             import torch.distributed as dist
 
             dist.barrier()
+
+    def gather(self, obj) -> list:
+        """``obj`` of every rank, in rank order, on every rank (a picklable Python object)."""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
 
     def close(self) -> None:
         if self.active:

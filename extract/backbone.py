@@ -94,7 +94,10 @@ class Backbone:
         n = len(batch)
         if n == 0:
             return Pending(np.zeros((0, FEATURE_DIM), np.float32))
-        with torch.inference_mode():
+        # on CUDA, the chosen GPU is made current so that pinned buffers and events belong to it
+        # (otherwise every process would also open a context on GPU 0)
+        on_gpu = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+        with torch.inference_mode(), on_gpu:
             slot = None
             if self.device.type == "cuda":
                 slot = self._slots[self._next]

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from tapos.data.cli_utils import DefaultCommandGroup
-from tapos.data.io import atomic_write_text
 from tapos.data.version import __version__
 
 from .flow import FLOW_METHODS
@@ -62,11 +61,11 @@ def run(videos, out, annotations, split, modality, flow_method, weights, flow_we
     \b
     OUT is an index file; the features live in OUT's .parts/ folder beside it, one file per
     instance, so a crash never loses finished work: rerun the same command to resume.
+    Clips that cannot be extracted are listed with the reason in OUT's .failures.json beside it.
     Without --annotations a video's key is its path below VIDEOS without extension, with
     "/" replaced by "__" (videos/a/b.mp4 -> a__b).
     """
     from .pipeline import extract
-    from .store import parts_dir
 
     if stride != 1 and fps is not None:
         raise click.BadParameter("give --stride or --fps, not both", param_hint="--fps")
@@ -75,18 +74,20 @@ def run(videos, out, annotations, split, modality, flow_method, weights, flow_we
                      batch_size=batch_size, device=device, precision=precision, dtype=dtype, decoders=decoders,
                      flow_threads=flow_threads, overwrite=overwrite, progress=not no_progress)
     rank = int(os.environ.get("RANK", "0"))
+    rate = report.frames / report.seconds if report.seconds > 0 else 0.0
     click.echo(f"{out}: {len(report.done)} extracted ({report.frames} rows), {len(report.skipped)} already done, "
-               f"{len(report.busy)} left to other processes, {len(report.failed)} failed"
+               f"{len(report.busy)} left to other processes, {len(report.failed)} failed "
+               f"in {report.seconds:.1f} s ({rate:.0f} rows/s)"
                + (f"; index links {report.indexed} instances" if rank == 0 else ""))
-    if report.failed:
-        name = "failures.txt" if int(os.environ.get("WORLD_SIZE", "1")) == 1 else f"failures.rank{rank}.txt"
-        log = parts_dir(out) / name
-        atomic_write_text(log, "".join(f"{k}\t{m}\n" for k, m in report.failed))
+    if report.failed or report.run_failed:
         for key, msg in report.failed[:10]:
             click.echo(f"  {key}: {msg}", err=True)
-        more = f" (all {len(report.failed)} in {log})"
-        raise click.ClickException(f"{len(report.failed)} of {len(report.failed) + len(report.done) + len(report.skipped) + len(report.busy)} "
-                                   f"clips failed{more}; the rest are in {out}; rerun to retry")
+        if rank == 0:
+            where = f" (all listed in {report.failures_file})" if report.failures_file else ""
+            raise click.ClickException(f"{report.run_failed} of {report.run_clips} clips failed{where}; the rest are "
+                                       f"in {out}; rerun to retry")
+        raise click.ClickException(f"rank {rank}: {len(report.failed)} of {report.run_clips} clips failed "
+                                   f"(rank 0 lists every rank's failures beside {out})")
 
 
 @main.command()

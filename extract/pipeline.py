@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from tapos.data.features import parse_modality
 from .batching import Batcher, ClipRows
 from .clips import clips_from_annotations, clips_from_folder
 from .decode import Clip, ClipReader, Sampling
-from .store import PartStore
+from .store import PartStore, write_failures
 
 # One defaults dict; the CLI exposes each field as an option.
 DEFAULTS = {
@@ -57,6 +58,10 @@ class Report:
     failed: List[Tuple[str, str]] = field(default_factory=list)
     indexed: int = 0
     frames: int = 0
+    seconds: float = 0.0                                # wall time of this process's extraction
+    failures_file: Optional[Path] = None                # the JSON report of every rank's failures
+    run_failed: int = 0                                 # failures of every rank (rank 0; else this rank's)
+    run_clips: int = 0                                  # clips of every rank (likewise)
 
 
 def _settings(opts, backbones) -> dict:
@@ -165,6 +170,7 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
     Sampling(opts["stride"], opts["fps"])  # validates
     _check_device(opts["device"], opts["precision"])
     report = Report()
+    missing = []  # (key, reason) of annotated instances without a source video
     store = PartStore(out)
     store.check_output()
     if clips is None:
@@ -172,11 +178,12 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
             clips, missing = clips_from_annotations(annotations, videos, opts["split"])
             if not clips and not missing:
                 raise TaposError(f"{annotations}: no instances{' in split ' + opts['split'] if opts['split'] else ''}")
-            report.failed.extend(missing)
         else:
             clips = clips_from_folder(videos)
     # gloo with a long timeout: it only coordinates, and ranks may finish days apart
     dist = Distributed(opts["device"], backend="gloo", timeout=timedelta(days=30))
+    if dist.rank == 0:  # every rank finds them; one reports them
+        report.failed.extend(missing)
     try:
         backbones = build_backbones(opts, dist.device)
         settings = _settings(opts, backbones)
@@ -188,13 +195,25 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
         store.remove_stale_temporaries()
         attrs = _root_attrs(settings)
         mine = list(clips)[dist.rank::dist.world]
+        start = time.perf_counter()
         try:
             _run(mine, store, opts, backbones, attrs, report, tqdm, show=opts["progress"] and dist.rank == 0,
                  device=dist.device)
         finally:
+            report.seconds = time.perf_counter() - start
             dist.barrier()
             if dist.rank == 0:
                 report.indexed = store.write_index(attrs)
+        # rank 0 writes one report for all ranks (the clips each rank could not extract)
+        report.run_failed, report.run_clips = len(report.failed), len(mine)
+        everyone = dist.gather((report.failed, len(report.done), report.frames, len(mine)))
+        if dist.rank == 0:
+            failed = [f for part, _, _, _ in everyone for f in part]
+            summary = {"output": str(out), "extracted": sum(e[1] for e in everyone),
+                       "rows": sum(e[2] for e in everyone), "indexed": report.indexed}
+            report.failures_file = write_failures(out, failed, {c.key: str(c.path) for c in clips}, summary)
+            report.run_failed, report.run_clips = len(failed), sum(e[3] for e in everyone) + len(missing)
+        dist.barrier()  # no rank exits (maybe with an error status) before the report is written
     finally:
         dist.close()
     return report
@@ -212,6 +231,7 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
     bar = tqdm(total=len(clips), desc="extract", unit="clip", disable=not show)
     dtype = np.float16 if opts["dtype"] == "float16" else np.float32
     open_clips = []
+    started = time.perf_counter()
 
     def fail(state, msg):
         report.failed.append((state.clip.key, msg))
@@ -234,7 +254,9 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
                 if claim is not None:
                     claim.release()
             bar.update(1)
-            bar.set_postfix(done=len(report.done), skipped=len(report.skipped), failed=len(report.failed))
+            rate = report.frames / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix({"done": len(report.done), "skipped": len(report.skipped), "failed": len(report.failed),
+                             "frames/s": f"{rate:.0f}"})
 
     try:
         for i, clip in enumerate(clips):

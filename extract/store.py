@@ -6,6 +6,7 @@
                              external links into the parts (readers see one ordinary cache)
     feats.parts/<key>.h5     one complete tapos-features/1 file per instance
     feats.parts/settings.json  the extraction settings every part was made with
+    feats.failures.json      the clips the last run could not extract, and why (absent when none)
 
 HDF5 does not survive a writer killed mid-write, so no HDF5 file is ever modified in place: a
 part is written under a temporary name, synced and renamed, and the index is rebuilt from the
@@ -36,6 +37,23 @@ INDEX_ATTR = "parts_dir"  # root attribute that marks an index file (value: the 
 def parts_dir(index_path) -> Path:
     index_path = Path(index_path)
     return index_path.with_name(index_path.stem + ".parts")
+
+
+def failures_path(index_path) -> Path:
+    index_path = Path(index_path)
+    return index_path.with_name(index_path.stem + ".failures.json")
+
+
+def write_failures(index_path, failures, paths: Mapping[str, str], summary: Mapping) -> Optional[Path]:
+    """The failure report beside the index: ``{"failed": [{"key", "video", "reason"}], ...summary}``;
+    removed when the run had no failure, so a report never outlives the problems it lists."""
+    target = failures_path(index_path)
+    if not failures:
+        target.unlink(missing_ok=True)
+        return None
+    entries = [{"key": k, "video": paths.get(k), "reason": msg} for k, msg in failures]
+    atomic_write_text(target, json.dumps({**summary, "failed": entries}, indent=1) + "\n")
+    return target
 
 
 class Claim:

@@ -142,10 +142,19 @@ def test_bad_videos_are_isolated(video_dir, tmp_path):
     proc = run(vids, out, *ARGS, check=False)
     assert proc.returncode == 1
     assert "2 of 3 clips failed" in proc.stderr and "junk.mp4" in proc.stderr and "Traceback" not in proc.stderr
-    log = (parts_dir(out) / "failures.txt").read_text()
-    assert "junk" in log and "trunc\t" in log and "damaged or truncated" in log
+    report = json.loads((tmp_path / "feats.failures.json").read_text())
+    reasons = {f["key"]: f["reason"] for f in report["failed"]}
+    assert sorted(reasons) == ["junk", "trunc"] and "damaged or truncated" in reasons["trunc"]
+    assert {f["video"] for f in report["failed"]} == {str(vids / "junk.mp4"), str(vids / "trunc.mp4")}
+    assert report["extracted"] == 1 and report["indexed"] == 1
     with FeatureReader(out) as r:
         assert r.keys() == ["b"]
+    # fixed videos: the rerun extracts them and the report of old failures goes away
+    shutil.copy(video_dir / "a.mp4", vids / "trunc.mp4")
+    (vids / "junk.mp4").unlink()
+    proc = run(vids, out, *ARGS)
+    assert "1 extracted" in proc.stdout and "1 already done" in proc.stdout and " rows/s)" in proc.stdout
+    assert not (tmp_path / "feats.failures.json").exists()
 
 
 def test_merge_makes_one_self_contained_file(reference, tmp_path):
@@ -241,14 +250,21 @@ def _free_port():
 
 
 def test_torchrun_two_processes_share_the_work(video_dir, reference, tmp_path):
+    videos = tmp_path / "videos"
+    shutil.copytree(video_dir, videos)
+    for name in ("x_bad.mp4", "y_bad.mp4"):  # clips 6 and 7 in key order: one failure on each rank
+        (videos / name).write_bytes(b"not a video" * 100)
     out = tmp_path / "feats.h5"
     cmd = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
-           str(_free_port()), "-m", "tapos.extract", str(video_dir), str(out), *ARGS]
+           str(_free_port()), "-m", "tapos.extract", str(videos), str(out), *ARGS]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # (torchrun itself prints a traceback when a process exits with an error status)
+    assert proc.returncode != 0 and "Error: 2 of 7 clips failed (all listed in" in proc.stderr, proc.stderr[-3000:]
     done = [int(line.split(": ")[1].split()[0]) for line in proc.stdout.splitlines() if " extracted (" in line]
-    assert sorted(done) == [2, 3]  # five clips split over two ranks
+    assert sorted(done) == [2, 3]  # five good clips split over two ranks
     assert_same(out, reference, exact=False)
+    report = json.loads((tmp_path / "feats.failures.json").read_text())  # rank 0 reports both ranks' failures
+    assert sorted(f["key"] for f in report["failed"]) == ["x_bad", "y_bad"] and report["extracted"] == 5
 
 
 def test_independent_processes_on_one_output(video_dir, reference, tmp_path):
