@@ -20,6 +20,12 @@ class TaposGroup(click.Group):
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
             where = exc.filename or ""
             raise click.ClickException(f"{where}: {exc.strerror}" if where else str(exc)) from None
+        except RuntimeError as exc:
+            if type(exc).__name__ != "OutOfMemoryError":  # torch's GPU OOM, matched without importing torch
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "CUDA out of memory"
+            raise click.ClickException(f"out of GPU memory ({first}); use a smaller batch size (--batch-size, "
+                                       f"or --set batch_size=N)") from None
 
 
 class DefaultCommandGroup(TaposGroup):

@@ -289,3 +289,20 @@ def test_library_options_and_missing_input(tmp_path):
     proc = run(tmp_path / "empty", tmp_path / "x.h5", "--weights", "random", check=False)
     assert proc.returncode == 1 and "no videos found" in proc.stderr
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_gpu_out_of_memory_is_one_line(tmp_path, monkeypatch, video_dir):
+    import torch
+    from click.testing import CliRunner
+
+    import tapos.extract.pipeline as pipeline
+    from tapos.extract.cli import main
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(pipeline, "extract", oom)
+    result = CliRunner().invoke(main, [str(video_dir), str(tmp_path / "x.h5"), "--batch-size", "4096"])
+    assert result.exit_code == 1
+    assert "out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in result.output
+    assert "--batch-size" in result.output and "Traceback" not in result.output
