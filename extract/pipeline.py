@@ -219,6 +219,37 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
     return report
 
 
+class _Writer:
+    """Writes finished clips in a background thread, in order: a part's write and fsync (slow on
+    network file systems) overlap the next batches instead of stalling the device. The queue is
+    short, so a writer that falls behind holds the extraction back rather than memory growing."""
+
+    def __init__(self, write, depth: int = 8):
+        self._write, self._queue = write, queue.Queue(maxsize=depth)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="tapos-part-writer")
+        self._thread.start()
+
+    def put(self, item) -> None:
+        self._queue.put(item)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._write(item)
+            except Exception as exc:  # keep draining (put must never block on a dead writer); raised in close
+                self._error = self._error or exc
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
     n_dec = decoder_count(opts["decoders"], device)
     queues = [queue.Queue(maxsize=4) for _ in range(n_dec)]
@@ -237,26 +268,39 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
         report.failed.append((state.clip.key, msg))
         bar.write(f"failed: {state.clip.key}: {msg}")
 
+    def progress():
+        bar.update(1)
+        rate = report.frames / max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix({"done": len(report.done), "skipped": len(report.skipped), "failed": len(report.failed),
+                         "frames/s": f"{rate:.0f}"})
+
+    def write_part(state):
+        """In the writer thread: one finished clip to its part file, then its claim released."""
+        meta, claim = state.end
+        try:
+            features = {m: np.concatenate(v).astype(dtype) for m, v in state.out.items()}
+            index = np.concatenate(state.index)
+            store.write(state.clip.key, features, meta.fps, meta.num_frames, index, attrs)
+            report.done.append(state.clip.key)
+            report.frames += len(index)
+        except Exception as exc:
+            fail(state, str(exc) if isinstance(exc, TaposError) else f"{type(exc).__name__}: {exc}")
+        finally:
+            claim.release()
+        progress()
+
+    writer = _Writer(write_part)
+
     def finish_complete():
         for state in [s for s in open_clips if s.complete]:
             open_clips.remove(state)
-            meta, claim = state.end
-            try:
-                if state.failed is None:
-                    features = {m: np.concatenate(v).astype(dtype) for m, v in state.out.items()}
-                    index = np.concatenate(state.index)
-                    store.write(state.clip.key, features, meta.fps, meta.num_frames, index, attrs)
-                    report.done.append(state.clip.key)
-                    report.frames += len(index)
-            except Exception as exc:
-                fail(state, str(exc) if isinstance(exc, TaposError) else f"{type(exc).__name__}: {exc}")
-            finally:
-                if claim is not None:
-                    claim.release()
-            bar.update(1)
-            rate = report.frames / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix({"done": len(report.done), "skipped": len(report.skipped), "failed": len(report.failed),
-                             "frames/s": f"{rate:.0f}"})
+            if state.failed is None:
+                writer.put(state)
+                continue
+            claim = state.end[1]
+            if claim is not None:
+                claim.release()
+            progress()
 
     try:
         for i, clip in enumerate(clips):
@@ -290,6 +334,8 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
         batcher.flush()
         finish_complete()
     finally:
+        # clips computed before an interruption are still written; their claims are released there
+        writer.close()
         stop.set()
         for state in open_clips:  # interrupted: release what this process still holds
             if state.end and state.end[1] is not None:

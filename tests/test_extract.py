@@ -306,3 +306,27 @@ def test_gpu_out_of_memory_is_one_line(tmp_path, monkeypatch, video_dir):
     assert result.exit_code == 1
     assert "out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in result.output
     assert "--batch-size" in result.output and "Traceback" not in result.output
+
+
+def test_parts_are_written_by_the_writer_thread_and_write_errors_stay_per_clip(video_dir, tmp_path, monkeypatch):
+    import threading
+
+    from tapos.extract.store import PartStore
+
+    threads, original = [], PartStore.write
+
+    def write(self, key, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        if key == "b":
+            raise OSError(28, "No space left on device")
+        return original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(PartStore, "write", write)
+    out = tmp_path / "feats.h5"
+    report = extract(video_dir, out, weights="random", stride=2, batch_size=3, progress=False)
+    assert threads == ["tapos-part-writer"] * 5
+    assert sorted(report.done) == ["a", "d", "e", "sub__c"] and [k for k, _ in report.failed] == ["b"]
+    assert "No space left on device" in report.failed[0][1]
+    monkeypatch.setattr(PartStore, "write", original)
+    again = extract(video_dir, out, weights="random", stride=2, batch_size=3, progress=False)
+    assert again.done == ["b"] and len(again.skipped) == 4 and not again.failed  # the claim was released
