@@ -14,6 +14,10 @@ export PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
+if ! $python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "gpu_check: torch ($python) sees no CUDA device: nothing to check here" >&2
+  exit 1
+fi
 status=0
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc;
   $python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
