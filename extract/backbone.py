@@ -91,30 +91,27 @@ class Backbone:
         Two batches are in flight at most: submitting a third first waits for the oldest and
         copies its features out of the pinned buffer that the new batch reuses."""
         self._validate(batch)
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return Pending(np.zeros((0, FEATURE_DIM), np.float32))
-        # on CUDA, the chosen GPU is made current so that pinned buffers and events belong to it
+        if self.device.type != "cuda":
+            with torch.inference_mode():
+                return Pending(self._forward(_as_tensor(batch).to(self.device)).cpu().numpy())
+        slot = self._slots[self._next]
+        self._next = 1 - self._next
+        # the chosen GPU is made current so that pinned buffers and events belong to it
         # (otherwise every process would also open a context on GPU 0)
-        on_gpu = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
-        with torch.inference_mode(), on_gpu:
-            slot = None
-            if self.device.type == "cuda":
-                slot = self._slots[self._next]
-                self._next = 1 - self._next
-                slot.wait()  # the batch submitted two calls ago has left its buffers
-                x = slot.upload(batch, self.device)
-            else:
-                x = _as_tensor(batch).to(self.device)
-            # NHWC -> NCHW by a permute is already the channels_last layout; no copy until requested
-            x = x.permute(0, 3, 1, 2).float().sub_(self.mean)
-            x = x.contiguous(memory_format=self.memory_format)
-            dtype = PRECISIONS[self.precision]
-            with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                features = self.model.forward_features(x).float()
-            if slot is None:
-                return Pending(features.cpu().numpy())
-            return slot.download(features, self.device)
+        with torch.inference_mode(), torch.cuda.device(self.device):
+            slot.wait()  # the batch submitted two calls ago has left its buffers
+            return slot.download(self._forward(slot.upload(batch, self.device)), self.device)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC on the device -> float32 (N, 1024) features on the device."""
+        # NHWC -> NCHW by a permute is already the channels_last layout; no copy until requested
+        x = x.permute(0, 3, 1, 2).float().sub_(self.mean)
+        x = x.contiguous(memory_format=self.memory_format)
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+            return self.model.forward_features(x).float()
 
     def __call__(self, batch) -> np.ndarray:
         return self.submit(batch).result()

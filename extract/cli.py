@@ -79,7 +79,7 @@ def run(videos, out, annotations, split, modality, flow_method, weights, flow_we
                f"{len(report.busy)} left to other processes, {len(report.failed)} failed "
                f"in {report.seconds:.1f} s ({rate:.0f} rows/s)"
                + (f"; index links {report.indexed} instances" if rank == 0 else ""))
-    if report.failed or report.run_failed:
+    if report.run_failed:
         for key, msg in report.failed[:10]:
             click.echo(f"  {key}: {msg}", err=True)
         if rank == 0:

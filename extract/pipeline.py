@@ -195,12 +195,10 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
         store.remove_stale_temporaries()
         attrs = _root_attrs(settings)
         mine = list(clips)[dist.rank::dist.world]
-        start = time.perf_counter()
         try:
             _run(mine, store, opts, backbones, attrs, report, tqdm, show=opts["progress"] and dist.rank == 0,
                  device=dist.device)
         finally:
-            report.seconds = time.perf_counter() - start
             dist.barrier()
             if dist.rank == 0:
                 report.indexed = store.write_index(attrs)
@@ -243,11 +241,11 @@ class _Writer:
             except Exception as exc:  # keep draining (put must never block on a dead writer); raised in close
                 self._error = self._error or exc
 
-    def close(self) -> None:
+    def close(self) -> Optional[BaseException]:
+        """Waits for the queued parts; returns the first error of the thread itself, if any."""
         self._queue.put(None)
         self._thread.join()
-        if self._error is not None:
-            raise self._error
+        return self._error
 
 
 def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
@@ -328,14 +326,15 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
                     open_clips.append(state)
                     if state.failed is None and state.queued == 0:
                         open_clips.remove(state)
-                        bar.update(1)
+                        progress()
                 break
             finish_complete()
         batcher.flush()
         finish_complete()
     finally:
         # clips computed before an interruption are still written; their claims are released there
-        writer.close()
+        writer_error = writer.close()
+        report.seconds = time.perf_counter() - started
         stop.set()
         for state in open_clips:  # interrupted: release what this process still holds
             if state.end and state.end[1] is not None:
@@ -351,3 +350,5 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
         for t in threads:
             t.join(timeout=5)
         bar.close()
+        if writer_error is not None:  # raised only once everything above is released
+            raise writer_error

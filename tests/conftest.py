@@ -109,3 +109,40 @@ def make_video():
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory):
+    """Five short videos of different sizes and rates, one in a subfolder."""
+    import numpy as np
+
+    from tapos.data.ffmpeg import encode_video
+
+    root = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    specs = [("a.mp4", 13, 25, (96, 64)), ("b.mp4", 9, 30, (64, 96)), ("sub/c.mp4", 11, 15, (128, 72)),
+             ("d.mkv", 8, 24, (80, 80)), ("e.mp4", 10, 25, (96, 64))]
+    for name, n, fps, (w, h) in specs:
+        frames = [(rng.random((h, w, 3)) * 255).astype(np.uint8) for _ in range(n)]
+        encode_video(frames, root / name, fps, crf=10, **({"vcodec": "ffv1", "pix_fmt": "yuv444p"}
+                                                          if name.endswith(".mkv") else {}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def frame_clips(tmp_path_factory, make_video):
+    """Six 30-frame clips named by their instance keys (numbered frames), two classes, with their
+    annotation file ``ann.json`` (videos in ``videos/``)."""
+    from tapos.data import save_annotations
+    from tapos.data.annotations import Instance
+
+    root = tmp_path_factory.mktemp("frames")
+    videos = root / "videos"
+    instances = []
+    for i in range(6):
+        inst = Instance(f"clip{i:02d}_abcd", "s00001_0_000_1_200", i % 2, "val" if i >= 4 else "train", 30,
+                        (0, 10, 30), (0.0, 2.0))
+        make_video(videos / f"{inst.key}.mp4", 30, 25)
+        instances.append(inst)
+    save_annotations(instances, root / "ann.json")
+    return root

@@ -41,17 +41,15 @@ def test_batches_in_flight_keep_their_own_features(frames):
         np.testing.assert_allclose(p.result(), expect, rtol=1e-3, atol=1e-3)
 
 
-def test_extract_on_gpu_matches_cpu(tmp_path, make_video, cli):
-    videos = tmp_path / "videos"
-    for i, (n, fps, size) in enumerate([(20, 25, (320, 240)), (9, 30, (240, 320)), (15, 24, (456, 256))]):
-        make_video(videos / f"v{i}.mp4", n, fps, size)
+def test_extract_on_gpu_matches_cpu(tmp_path, video_dir, cli):
     cpu_out, gpu_out = tmp_path / "cpu.h5", tmp_path / "gpu.h5"
-    extract(videos, cpu_out, weights="random", modalities=("rgb", "flow"), flow="dis", batch_size=8, progress=False)
-    proc = cli("tapos-extract", videos, gpu_out, "--weights", "random", "--modality", "rgb,flow", "--flow", "dis",
+    extract(video_dir, cpu_out, weights="random", modalities=("rgb", "flow"), flow="dis", batch_size=8,
+            progress=False)
+    proc = cli("tapos-extract", video_dir, gpu_out, "--weights", "random", "--modality", "rgb,flow", "--flow", "dis",
                "--batch-size", "8", "--device", "cuda", "--precision", "fp16", "--no-progress")
-    assert "3 extracted" in proc.stdout
+    assert "5 extracted" in proc.stdout
     with FeatureReader(cpu_out) as a, FeatureReader(gpu_out) as b:
-        assert sorted(a.keys()) == sorted(b.keys()) == ["v0", "v1", "v2"]
+        assert sorted(a.keys()) == sorted(b.keys()) == ["a", "b", "d", "e", "sub__c"]
         for k in a.keys():
             assert np.array_equal(a.frame_index(k), b.frame_index(k))
             for m in ("rgb", "flow"):
@@ -79,19 +77,9 @@ def test_tsn_on_gpu(synth_dir, tmp_path, cli):
     assert "RGB Top-1" in proc.stdout
 
 
-def test_tsn_fine_tunes_frames_on_gpu(tmp_path, make_video, cli):
-    from tapos.data import save_annotations
-    from tapos.data.annotations import Instance
-
-    instances = []
-    for i in range(6):
-        inst = Instance(f"clip{i:02d}_abcd", "s00001_0_000_1_200", i % 2, "val" if i >= 4 else "train", 30,
-                        (0, 10, 30), (0.0, 2.0))
-        make_video(tmp_path / "videos" / f"{inst.key}.mp4", 30, 25, (320, 240))
-        instances.append(inst)
-    save_annotations(instances, tmp_path / "ann.json")
-    proc = cli("tapos-tsn", "--input", "frames", "--videos", tmp_path / "videos", "--annotations", tmp_path / "ann.json",
-               "--modality", "rgb", "--out", tmp_path / "run", "--segments", "2", "--epochs", "1", "--set",
-               "test_segments=2", "--set", "batch_size=2", "--set", 'weights="random"', "--device", "cuda",
-               "--no-progress")
+def test_tsn_fine_tunes_frames_on_gpu(tmp_path, frame_clips, cli):
+    proc = cli("tapos-tsn", "--input", "frames", "--videos", frame_clips / "videos", "--annotations",
+               frame_clips / "ann.json", "--modality", "rgb", "--out", tmp_path / "run", "--segments", "2", "--epochs",
+               "1", "--set", "test_segments=2", "--set", "batch_size=2", "--set", 'weights="random"', "--device",
+               "cuda", "--no-progress")
     assert "RGB Top-1" in proc.stdout

@@ -25,22 +25,6 @@ BIN = Path(sys.executable).parent
 ARGS = ["--weights", "random", "--stride", "2", "--batch-size", "3", "--no-progress"]
 
 
-@pytest.fixture(scope="session")
-def video_dir(tmp_path_factory):
-    """Five short videos of different sizes and rates, one in a subfolder."""
-    from tapos.data.ffmpeg import encode_video
-
-    root = tmp_path_factory.mktemp("videos")
-    rng = np.random.default_rng(0)
-    specs = [("a.mp4", 13, 25, (96, 64)), ("b.mp4", 9, 30, (64, 96)), ("sub/c.mp4", 11, 15, (128, 72)),
-             ("d.mkv", 8, 24, (80, 80)), ("e.mp4", 10, 25, (96, 64))]
-    for name, n, fps, (w, h) in specs:
-        frames = [(rng.random((h, w, 3)) * 255).astype(np.uint8) for _ in range(n)]
-        encode_video(frames, root / name, fps, crf=10, **({"vcodec": "ffv1", "pix_fmt": "yuv444p"}
-                                                          if name.endswith(".mkv") else {}))
-    return root
-
-
 def run(*args, check=True, **kw):
     proc = subprocess.run([str(BIN / "tapos-extract"), *map(str, args)], capture_output=True, text=True, **kw)
     if check and proc.returncode != 0:

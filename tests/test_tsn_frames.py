@@ -7,11 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
-from tapos.data import save_annotations
-from tapos.data.annotations import Instance
 from tapos.tsn.finetune import FrameTSN, optim_groups
 from tapos.tsn.frames import FrameSnippets, center_crop, flip, multiscale_crop
 
@@ -20,32 +17,17 @@ TINY = ["--segments", "2", "--epochs", "1", "--set", "test_segments=2", "--set",
         "--set", 'weights="random"', "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory, make_video):
-    """Six 30-frame clips named by their instance keys (numbered frames), two classes."""
-    root = tmp_path_factory.mktemp("frames")
-    videos = root / "videos"
-    instances = []
-    for i in range(6):
-        inst = Instance(f"clip{i:02d}_abcd", "s00001_0_000_1_200", i % 2, "val" if i >= 4 else "train", 30,
-                        (0, 10, 30), (0.0, 2.0))
-        make_video(videos / f"{inst.key}.mp4", 30, 25)
-        instances.append(inst)
-    save_annotations(instances, root / "ann.json")
-    return root
-
-
-def test_snippets_decode_exactly_the_sampled_frames(clips, numbers):
-    ds = FrameSnippets(clips / "videos", clips / "ann.json", "train", "rgb", "aligned", 2, train=False)
+def test_snippets_decode_exactly_the_sampled_frames(frame_clips, numbers):
+    ds = FrameSnippets(frame_clips / "videos", frame_clips / "ann.json", "train", "rgb", "aligned", 2, train=False)
     item = ds[0]
     assert item["frames"].shape == (2, 224, 224, 3) and item["frames"].dtype == torch.uint8
     # aligned test snippets at the centres of [0, 10) and [10, 30)
     assert numbers(item["frames"].numpy(), 30) == [5, 20] == ds.starts(0).tolist()
-    ds = FrameSnippets(clips / "videos", clips / "ann.json", "train", "flow", "uniform", 3, train=False)
+    ds = FrameSnippets(frame_clips / "videos", frame_clips / "ann.json", "train", "flow", "uniform", 3, train=False)
     item = ds[1]
     assert item["frames"].shape == (3, 224, 224, 10)
     assert ds.starts(1).tolist() == [4, 13, 21]  # L = 5: avg = 26 / 3
-    train = FrameSnippets(clips / "videos", clips / "ann.json", "train", "rgb", "uniform", 2, train=True, seed=1)
+    train = FrameSnippets(frame_clips / "videos", frame_clips / "ann.json", "train", "rgb", "uniform", 2, train=True, seed=1)
     a, b = train[0]["frames"], train[0]["frames"]
     assert torch.equal(a, b)  # one draw per (seed, epoch, item)
     train.set_epoch(1)
@@ -85,29 +67,29 @@ def test_partial_bn_and_learning_rate_multipliers():
     assert model(x).shape == (1, 5)
 
 
-def test_cli_trains_and_evaluates_from_frames(clips, cli):
-    out = clips / "run"
-    proc = cli("tapos-tsn", "--input", "frames", "--videos", clips / "videos", "--annotations", clips / "ann.json",
+def test_cli_trains_and_evaluates_from_frames(frame_clips, cli):
+    out = frame_clips / "run"
+    proc = cli("tapos-tsn", "--input", "frames", "--videos", frame_clips / "videos", "--annotations", frame_clips / "ann.json",
                "--modality", "rgb", "--out", out, *TINY)
     assert "RGB Top-1" in proc.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["input"] == "frames" and config["options"]["partial_bn"] is True
     assert (out / "log.csv").read_text().count("\n") == 2  # header + one epoch
-    again = cli("tapos-tsn", "--eval-only", "--model", out, "--videos", clips / "videos", "--annotations",
-                clips / "ann.json")
+    again = cli("tapos-tsn", "--eval-only", "--model", out, "--videos", frame_clips / "videos", "--annotations",
+                frame_clips / "ann.json")
     assert again.stdout == proc.stdout
-    bad = cli("tapos-tsn", "--input", "frames", "--annotations", clips / "ann.json", "--out", out, check=False)
+    bad = cli("tapos-tsn", "--input", "frames", "--annotations", frame_clips / "ann.json", "--out", out, check=False)
     assert bad.returncode == 2 and "--videos" in bad.stderr
 
 
-def test_torchrun_two_processes(clips):
+def test_torchrun_two_processes(frame_clips):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = clips / "ddp"
+    out = frame_clips / "ddp"
     cmd = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(port),
-           "-m", "tapos.tsn", "--input", "frames", "--videos", str(clips / "videos"), "--annotations",
-           str(clips / "ann.json"), "--modality", "rgb", "--out", str(out), *TINY]
+           "-m", "tapos.tsn", "--input", "frames", "--videos", str(frame_clips / "videos"), "--annotations",
+           str(frame_clips / "ann.json"), "--modality", "rgb", "--out", str(out), *TINY]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("RGB Top-1") == 1  # rank 0 reports
