@@ -1,7 +1,8 @@
 """tapos.data: the contract between the stages.
 
 Annotation records (TAPOS and Kinetics-GEBD layouts), prediction files, the feature-cache schema
-with its reader, dataset statistics, the synthetic dataset and the one ffmpeg wrapper. This package
+with its reader, the clock (``tapos.data.clock``: time <-> rows <-> annotation frames), dataset
+statistics, the synthetic dataset and the one ffmpeg wrapper. This package
 imports no stage.
 """
 from .annotations import (

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .annotations import Annotations, rescale_boundaries
+from .annotations import Annotations
+from .clock import boundary_rows, row_frames
 from .errors import FeatureCacheError
 from .features import FeatureReader, parse_modality
 
@@ -24,9 +25,11 @@ class FeatureDataset(Dataset):
 
     - ``key``: the global instance key
     - ``features``: float32 tensor ``(T, D)`` (modalities concatenated in the order asked)
-    - ``frames``: float64 tensor ``(T,)``, the annotation frame of each row
+    - ``frames``: float64 tensor ``(T,)``, each row's position in annotation frames (its time
+      times the annotation's rate, :mod:`tapos.data.clock`)
     - ``boundaries``: float64 tensor ``(B,)``, internal boundaries in annotation frames
-    - ``row_boundaries``: int64 tensor ``(B,)``, the first row at or after each boundary
+    - ``row_boundaries``: int64 tensor ``(B,)``, the first row of each new sub-action (the clock's
+      :func:`~tapos.data.clock.boundary_rows`)
     - ``action``: int class id; ``total_frames``: int, the annotation's frame count
 
     ``missing="error"`` stops when an annotated instance has no features; ``"skip"`` drops it
@@ -81,10 +84,9 @@ class FeatureDataset(Dataset):
     def __getitem__(self, idx: int) -> dict:
         inst = self.instances[idx]
         feats = self.reader.read(inst.key, self.modality)
-        info = self.reader.info(inst.key)
-        frames = rescale_boundaries(self.reader.frame_index(inst.key), info.num_frames, inst.total_frames)
+        frames = row_frames(self.reader.timestamps(inst.key), inst.fps)
         bnds = np.asarray(inst.boundaries, dtype=np.float64)
-        rows = np.searchsorted(frames, bnds, side="left")
+        rows = boundary_rows(bnds, frames)
         return {
             "key": inst.key,
             "features": torch.from_numpy(feats),

@@ -7,12 +7,19 @@ Layout (the contract between ``tapos-extract`` and the stages that read features
     /instances/<key>           one group per instance; keys never contain "/"
         rgb   (T, D) float16|float32     one row per sampled frame (optional if flow is present)
         flow  (T, D) float16|float32     same T as rgb
-        frame_index (T,) int             source frame of each row (optional: absent = arange(T))
+        frame_index (T,) int             clip frame of each row (optional: absent = arange(T))
+        timestamps  (T,) float64         seconds from the clip start of each row (optional, see below)
         attrs: fps        rows per second
-               num_frames frames of the source clip at its native rate
+               num_frames frames of the clip on its constant-rate grid
+               frame_rate that grid's rate (frames per second; optional)
 
-Row ``t`` maps to annotation frame ``frame_index[t] * total_frames / num_frames`` (the rescale
-rule for videos whose frame count differs from the annotation's).
+The clock (:mod:`tapos.data.clock`): row ``t`` is at ``timestamps[t]`` seconds from the clip
+start and holds the video's frame nearest that time. ``tapos-extract`` resamples every clip by
+its presentation timestamps to a constant-rate grid of ``frame_rate`` frames per second
+(``frame_index[t]`` is the grid frame, ``timestamps = frame_index / frame_rate``); features from
+elsewhere (``tapos-data synth``) store rows at ``t / fps``. Caches written before the clock had
+no ``timestamps`` and no ``frame_rate``: readers derive ``frame_rate = num_frames / (T / fps)``
+and ``timestamps = frame_index / frame_rate``, which is what those caches meant.
 """
 from __future__ import annotations
 
@@ -64,6 +71,7 @@ class InstanceInfo:
     num_frames: int
     dims: dict
     has_frame_index: bool
+    stored_frame_rate: Optional[float] = None
 
     @property
     def duration(self) -> float:
@@ -72,9 +80,9 @@ class InstanceInfo:
 
     @property
     def frame_rate(self) -> float:
-        """Frames of the cached clip per second (``num_frames`` over the rows' span): turns
-        clip frames into seconds."""
-        return self.num_frames / self.duration
+        """Frames of the cached clip per second (its grid's rate; for caches that do not store
+        it, ``num_frames`` over the rows' span): turns clip frames into seconds."""
+        return self.stored_frame_rate or self.num_frames / self.duration
 
 
 class _H5Handle:
@@ -127,7 +135,7 @@ class FeatureWriter(_H5Handle):
         self._file.require_group(INSTANCES)
 
     def write(self, key: str, features: Mapping, fps: float, num_frames: int,
-              frame_index=None, overwrite: bool = False) -> None:
+              frame_index=None, overwrite: bool = False, timestamps=None, frame_rate: Optional[float] = None) -> None:
         check_key(key)
         if not features:
             raise FeatureCacheError(f"{self.path}: instance {key}: no modality given")
@@ -164,6 +172,14 @@ class FeatureWriter(_H5Handle):
             if fi.shape != (rows,):
                 raise FeatureCacheError(f"{self.path}: instance {key}: frame_index has shape {fi.shape}, expected ({rows},)")
             g.create_dataset("frame_index", data=fi)
+        if timestamps is not None:
+            ts = np.asarray(timestamps, dtype=np.float64)
+            if ts.shape != (rows,) or not np.isfinite(ts).all() or (np.diff(ts) < 0).any():
+                raise FeatureCacheError(f"{self.path}: instance {key}: timestamps must be ({rows},) finite, "
+                                        "non-decreasing seconds")
+            g.create_dataset("timestamps", data=ts)
+        if frame_rate is not None:
+            g.attrs["frame_rate"] = float(frame_rate)
         g.attrs["fps"] = float(fps)
         g.attrs["num_frames"] = int(num_frames)
         group.move(tmp, key)
@@ -259,8 +275,9 @@ class FeatureReader(_H5Handle):
         for attr in ("fps", "num_frames"):
             if attr not in g.attrs:
                 raise FeatureCacheError(f"{self.path}: instance {key}: missing attribute '{attr}'")
+        rate = float(g.attrs["frame_rate"]) if "frame_rate" in g.attrs else None
         return InstanceInfo(key, rows.pop(), float(g.attrs["fps"]), int(g.attrs["num_frames"]), dims,
-                            "frame_index" in g)
+                            "frame_index" in g, rate)
 
     def frame_index(self, key: str) -> np.ndarray:
         """Source frame of each row (``arange(T)`` when the cache stores none)."""
@@ -268,6 +285,14 @@ class FeatureReader(_H5Handle):
         if "frame_index" in g:
             return np.asarray(g["frame_index"][()], dtype=np.int64)
         return np.arange(self.info(key).num_rows, dtype=np.int64)
+
+    def timestamps(self, key: str) -> np.ndarray:
+        """Seconds from the clip start of each row (float64): the stored ``timestamps``, or for
+        caches without them ``frame_index / frame_rate`` (see the module's clock section)."""
+        g = self._group(key)
+        if "timestamps" in g:
+            return np.asarray(g["timestamps"][()], dtype=np.float64)
+        return self.frame_index(key).astype(np.float64) / self.info(key).frame_rate
 
     def read(self, key: str, modality="rgb", dtype=np.float32, rows=None) -> np.ndarray:
         """The ``(T, D)`` features of one instance; ``"rgb+flow"`` concatenates along D. With

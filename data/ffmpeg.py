@@ -13,7 +13,8 @@ import re
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -58,13 +59,27 @@ def ffprobe_binary() -> Optional[str]:
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """What a video's first video stream holds, on its own clock (seconds from the file's start,
+    as a player counts them: start time offsets and edit lists already applied)."""
+
     width: int
     height: int
-    fps: float
-    num_frames: int
-    duration: float
-    rotation: int = 0  # degrees the player rotates the stored picture (display matrix)
+    fps: float          # the nominal rate: the constant rate tapos resamples the stream to (see nominal_rate)
+    num_frames: int     # frames the stream holds (presented ones: an edit list's pre-roll is not counted)
+    duration: float     # seconds from the file's start until the last frame stops being shown
+    rotation: int = 0   # degrees the player rotates the stored picture (display matrix)
     variable_rate: bool = False  # timestamps are not evenly spaced (average rate != stream rate)
+    declared_fps: float = 0.0    # the rate the stream header states
+
+    @property
+    def rate_mismatch(self) -> Optional[str]:
+        """One line when the frame count and the duration disagree by more than 1% at the
+        nominal rate (dropped or repeated frames, an AVI's empty chunks, a gap), else None."""
+        expected = self.duration * self.fps
+        if expected <= 0 or abs(self.num_frames - expected) <= 0.01 * expected:
+            return None
+        return (f"{self.num_frames} frames in {self.duration:.2f} s, but {self.fps:g} fps means {expected:.0f}: "
+                f"frames are missing or repeated; rows follow the timestamps")
 
 
 def _parse_rate(text: str) -> float:
@@ -90,7 +105,7 @@ def _probe_ffprobe(path: Path, binary: str) -> VideoInfo:
     duration = float(s.get("duration") or data.get("format", {}).get("duration") or 0.0)
     avg = _parse_rate(s.get("avg_frame_rate") or "0/0")
     real = _parse_rate(s.get("r_frame_rate") or "0/0")
-    return VideoInfo(int(s["width"]), int(s["height"]), avg or real, frames, duration, rotation,
+    return VideoInfo(int(s["width"]), int(s["height"]), real or avg, frames, duration, rotation,
                      _differ(avg, real))
 
 
@@ -121,7 +136,7 @@ def _probe_ffmpeg(path: Path, binary: str) -> VideoInfo:
     if size is None:
         raise VideoError(f"{path}: cannot read the frame size from ffmpeg's report")
     rates = {kind: float(value) * (1000 if kilo else 1) for value, kilo, kind in _FPS_RE.findall(stream)}
-    fps = rates.get("fps") or rates.get("tbr") or 0.0
+    fps = rates.get("tbr") or rates.get("fps") or 0.0  # tbr: the stream's rate, fps: its average
     frames = _MUXED_RE.findall(err) or _FRAME_RE.findall(err)
     dur = _DURATION_RE.search(err)
     duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
@@ -131,18 +146,98 @@ def _probe_ffmpeg(path: Path, binary: str) -> VideoInfo:
 
 
 def probe(path) -> VideoInfo:
-    """Size, frame rate, frame count, duration and rotation of a video's first video stream."""
+    """Size, rotation and the clock of a video's first video stream: frame count, duration and
+    nominal rate come from the presentation timestamps of its packets (:func:`frame_times`)."""
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     probe_bin = ffprobe_binary()
     try:
-        if probe_bin:
-            return _probe_ffprobe(path, probe_bin)
-        return _probe_ffmpeg(path, ffmpeg_binary())
+        info = _probe_ffprobe(path, probe_bin) if probe_bin else _probe_ffmpeg(path, ffmpeg_binary())
     except ffmpeg_python.Error as exc:
         detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
         raise VideoError(f"{path}: not a readable video ({detail[-1] if detail else 'ffprobe failed'})") from None
+    times, end = frame_times(path)
+    if len(times) == 0:
+        return info
+    rate = nominal_rate(times, info.fps)
+    return replace(info, fps=rate, num_frames=len(times), duration=end, declared_fps=info.fps,
+                   variable_rate=not _on_grid(times, rate))
+
+
+_CRC_RE = re.compile(r"^\s*0,\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*\d+,\s*0x[0-9a-f]+(?:,\s*F=0x([0-9A-Fa-f]+))?")
+_TB_RE = re.compile(r"^#tb 0: (\d+)/(\d+)")
+_DISCARD = 0x4  # AV_PKT_FLAG_DISCARD: an edit list's pre-roll, decoded but never shown
+
+
+def frame_times(path) -> tuple:
+    """``(times, end)``: the sorted presentation times (s) of the video stream's shown frames,
+    on the clock ffmpeg decodes with (the file's start is 0), and when the last one stops being
+    shown. Read from the packets (a stream copy, no decoding), so it is quick on long videos."""
+    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+           "-f", "framecrc", "-"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "ffmpeg failed"
+        raise VideoError(f"{path}: not a readable video ({last})")
+    num = den = None
+    pts, durs = [], []
+    for line in proc.stdout.splitlines():
+        tb = _TB_RE.match(line)
+        if tb:
+            num, den = int(tb.group(1)), int(tb.group(2))
+            continue
+        m = _CRC_RE.match(line)
+        if m is None or (m.group(4) and int(m.group(4), 16) & _DISCARD):
+            continue
+        pts.append(int(m.group(2)))
+        durs.append(int(m.group(3)))
+    if not pts or num is None:
+        return np.zeros(0), 0.0
+    order = np.argsort(pts, kind="stable")
+    times = np.asarray(pts, dtype=np.float64)[order] * num / den
+    keep = times >= -1e-9
+    times, last_dur = times[keep], np.asarray(durs, dtype=np.float64)[order][keep] * num / den
+    if len(times) == 0:
+        return np.zeros(0), 0.0
+    step = last_dur[-1] if last_dur[-1] > 0 else (float(np.median(np.diff(times))) if len(times) > 1 else 0.0)
+    return times, float(times[-1] + step)
+
+
+# The rates that cameras and editors write; ffmpeg prints 29.97 for 30000/1001
+_NTSC = tuple(Fraction(k * 1000, 1001) for k in (24, 30, 48, 60, 120))
+
+
+def exact_rate(rate: float) -> Fraction:
+    """A rate as the fraction ffmpeg's fps filter should use: NTSC rates (29.97...) become
+    ``30000/1001`` exactly, others the nearest fraction with a small denominator."""
+    for ntsc in _NTSC:
+        if abs(rate - float(ntsc)) <= 0.0005 * rate:
+            return ntsc
+    return Fraction(rate).limit_denominator(1001)
+
+
+def _on_grid(times, rate: float, tolerance: float = 0.1, share: float = 0.9) -> bool:
+    """At least ``share`` of the frame intervals are whole multiples of ``1 / rate`` (within
+    ``tolerance`` of a frame): frames on a constant-rate grid, some perhaps missing."""
+    steps = np.diff(np.unique(np.round(np.asarray(times) * 1e6)) / 1e6) * rate
+    if steps.size == 0:
+        return True
+    return bool(np.mean((steps > 0.5) & (np.abs(steps - np.round(steps)) <= tolerance)) >= share)
+
+
+def nominal_rate(times, declared: float) -> float:
+    """The constant rate a stream is resampled to: the rate its header declares when the frames
+    sit on that rate's grid (gaps and dropped frames allowed, as in an AVI's empty chunks or a
+    passthrough stream with holes), else the average rate of its frames (jittered timestamps)."""
+    times = np.asarray(times, dtype=np.float64)
+    if declared > 0 and _on_grid(times, declared):
+        return float(exact_rate(declared))
+    if len(times) > 1 and times[-1] > times[0]:
+        return float(exact_rate((len(times) - 1) / (times[-1] - times[0])))
+    if declared > 0:
+        return float(exact_rate(declared))
+    raise VideoError("unknown frame rate")
 
 
 def encode_video(frames: Iterable[np.ndarray], path, fps: float, crf: int = 23, vcodec: str = "libx264",
@@ -193,10 +288,16 @@ def read_frames(path, width: int, height: int, pix_fmt: str = "bgr24", filters=(
     """Decode a video to raw frames: yields uint8 arrays ``(n <= chunk, height, width, C)``.
 
     ``filters`` is a list of ``(name, args, kwargs)`` ffmpeg filters that must produce frames of
-    ``width`` x ``height``; ``pix_fmt`` is ``bgr24``/``rgb24`` (C=3) or ``gray`` (C=1). ``start``
-    seeks (frame-accurately: ffmpeg decodes from the previous key frame and drops what precedes),
-    ``max_frames`` stops after that many frames, ``rate`` resamples to a constant frame rate (for
-    variable-rate input). ffmpeg applies the rotation stored in the file before ``filters``.
+    ``width`` x ``height``; ``pix_fmt`` is ``bgr24``/``rgb24`` (C=3) or ``gray`` (C=1).
+    ``max_frames`` stops after that many frames. ffmpeg applies the rotation stored in the file
+    before ``filters``.
+
+    The clock: with ``rate``, frame ``k`` is the video's frame nearest to ``start + k / rate``
+    seconds (``start``: 0 = the file's start), duplicated or dropped as its timestamps say
+    (variable rate, gaps, an AVI's empty chunks), and frames between two of the file's frames
+    show the earlier one, as a player does. ``filters`` then see this constant-rate sequence
+    (``select`` on ``n`` picks grid frames). Without ``rate``, the file's frames as stored from
+    the first at or after ``start``.
     Decoding runs in the ffmpeg process; closing the generator early stops it. ffmpeg's error
     messages are appended to ``messages`` when given (a damaged file often decodes in part
     without failing).
@@ -205,10 +306,18 @@ def read_frames(path, width: int, height: int, pix_fmt: str = "bgr24", filters=(
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     channels = {"bgr24": 3, "rgb24": 3, "gray": 1}[pix_fmt]
-    stream = ffmpeg_python.input(str(path), **({"ss": f"{start:.6f}"} if start else {}))
+    seek = start or 0.0
+    if rate:
+        # seek a frame early, so that the frame nearest the start is decoded too, then shift the
+        # clock back so that the start is 0 and resample onto the grid k / rate
+        seek = max(0.0, seek - 1.0 / rate)
+    stream = ffmpeg_python.input(str(path), **({"ss": f"{seek:.6f}"} if seek > 0 else {}))
     video = stream.video
     if rate:
-        video = video.filter("fps", fps=f"{rate:.6f}")
+        shift = (start or 0.0) - seek
+        if shift > 0:
+            video = video.filter("setpts", f"PTS-{shift:.6f}/TB")
+        video = video.filter("fps", fps=str(exact_rate(rate)), start_time=0)
     for name, args, kwargs in filters:
         video = video.filter(name, *args, **kwargs)
     # passthrough: a filter graph would otherwise make the output constant-rate and duplicate the
@@ -251,11 +360,8 @@ def read_frame_at(path, seconds: float, height: int = 96, info: Optional[VideoIn
     info = info or probe(path)
     w, h = (info.height, info.width) if info.rotation % 180 else (info.width, info.height)
     width = max(2, int(round(w * height / max(h, 1) / 2)) * 2)
-    # half a frame early: a seek returns the first frame at or after the time, and a frame's
-    # timestamp can round to just after its nominal time
-    start = max(float(seconds) - 0.5 / max(info.fps, 1e-3), 0.0)
     frames = list(read_frames(path, width, height, "rgb24", [("scale", (width, height), {})],
-                              start=start, max_frames=1, chunk=1))
+                              start=max(float(seconds), 0.0), max_frames=1, rate=info.fps, chunk=1))
     if not frames:
         raise VideoError(f"{path}: no frame at {seconds:.2f} s (the video lasts {info.duration:.2f} s)")
     return frames[0][0]

@@ -388,7 +388,9 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
                            attrs={"synthetic_seed": seed}) as writer:
             for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not progress):
                 feats = _features(cfg, world, si, np.random.default_rng(ss))
-                writer.write(si.instance.key, feats, fps=si.instance.fps, num_frames=si.instance.total_frames)
+                rows = len(next(iter(feats.values())))
+                writer.write(si.instance.key, feats, fps=si.instance.fps, num_frames=si.instance.total_frames,
+                             timestamps=np.arange(rows) / si.instance.fps, frame_rate=si.instance.fps)
         tmp.replace(paths["features"])
     if videos or sources:
         from concurrent.futures import ThreadPoolExecutor

@@ -41,8 +41,8 @@ def main():
 @click.option("--weights", default=DEFAULTS["weights"], show_default=True,
               help="imagenet (downloaded once into the torch hub cache), random (tests, demos) or a .pth file.")
 @click.option("--flow-weights", help="Weights of the flow net (default: TSN's cross-modality init from --weights).")
-@click.option("--stride", type=click.IntRange(1), default=1, show_default=True, help="Keep every S-th frame.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Rows at this rate instead (nearest frames).")
+@click.option("--stride", type=click.IntRange(1), default=1, show_default=True, help="Keep every S-th frame (of the clip resampled by its timestamps to its own rate).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Rows at this rate instead (row t: the frame nearest t/F s).")
 @click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS["batch_size"], show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (under torchrun: cuda = cuda:LOCAL_RANK).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
@@ -79,6 +79,9 @@ def run(videos, out, annotations, split, modality, flow_method, weights, flow_we
                f"{len(report.busy)} left to other processes, {len(report.failed)} failed "
                f"in {report.seconds:.1f} s ({rate:.0f} rows/s)"
                + (f"; index links {report.indexed} instances" if rank == 0 else ""))
+    if report.timing:
+        click.echo(f"  {len(report.timing)} clip(s) with missing or repeated frames, extracted by their timestamps "
+                   f"(first: {report.timing[0][0]}: {report.timing[0][1]})", err=True)
     if report.run_failed:
         for key, msg in report.failed[:10]:
             click.echo(f"  {key}: {msg}", err=True)

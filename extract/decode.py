@@ -4,9 +4,15 @@ RGB: resized so the short side is 256 (bilinear), centre crop 224, BGR, 0..255 (
 subtract the mean). Flow: 340x256 grayscale frames, fields as in :mod:`.flow`. ffmpeg does the
 decoding, rotation, resizing and cropping in its own processes (one per stream).
 
-Rows: every frame by default; ``stride`` keeps frames 0, S, 2S, ...; ``fps`` keeps, for row t,
-the frame nearest to ``t / fps`` seconds (``round(t * rate / fps)``). Variable-frame-rate input
-is first resampled to a constant rate: ``fps`` when given, else its average rate.
+The clock (:mod:`tapos.data.clock`): a clip is resampled by its presentation timestamps to a
+constant-rate grid at the video's nominal rate R (:func:`tapos.data.ffmpeg.nominal_rate`): grid
+frame ``k`` is the video's frame nearest ``k / R`` seconds after the clip start, duplicated or
+dropped as the timestamps say (variable rate, missing frames, an AVI's empty chunks), so the grid
+covers the clip's real duration. Rows: every grid frame by default; ``stride`` keeps grid frames
+0, S, 2S, ...; ``fps`` keeps, for row t, the grid frame nearest ``t / fps`` seconds
+(``round(t * R / fps)``). A row's time is its grid frame's, ``frame_index / R``. A TAPOS
+instance cut out of a source video is the span ``[start, start + duration)`` of the source's
+clock (its own start time and edit list applied, as a player shows it).
 """
 from __future__ import annotations
 
@@ -19,13 +25,13 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from tapos.data.clock import grid_frames
 from tapos.data.ffmpeg import VideoError, VideoInfo, probe, read_frames
 
 from .flow import FLOW_SIZE, FlowComputer, FlowStacker
 
 SHORT_SIDE = 256
 CROP = 224
-RATE_TOLERANCE = 0.01  # a video within 1% of the annotation's rate is taken to have its frames
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Sampling:
 
 @dataclass
 class Chunk:
-    frame_index: np.ndarray            # (n,) frame of the clip each row comes from
+    frame_index: np.ndarray            # (n,) grid frame of the clip each row comes from
     rgb: Optional[np.ndarray] = None   # (n, 224, 224, 3) uint8 BGR
     flow: Optional[np.ndarray] = None  # (n, 224, 224, 10) uint8
 
@@ -61,18 +67,13 @@ class Chunk:
 @dataclass
 class ClipMeta:
     fps: float          # rows per second
-    num_frames: int     # frames of the clip at its (normalised) native rate
-    rate: float         # that native rate
+    num_frames: int     # frames of the clip's constant-rate grid
+    rate: float         # that grid's rate (the video's nominal rate)
+    note: Optional[str] = None  # the video's frame count and duration disagree (VideoInfo.rate_mismatch)
 
-
-def instance_frames(duration: float, video_rate: float, total_frames: Optional[int] = None) -> int:
-    """Frames of a ``duration``-second instance in a video at ``video_rate``: the annotation's
-    ``total_frames`` when the video runs at the annotation's rate (within 1%), else the video's own."""
-    if total_frames and duration > 0:
-        ann_rate = total_frames / duration
-        if abs(ann_rate - video_rate) <= RATE_TOLERANCE * ann_rate:
-            return int(total_frames)
-    return int(round(duration * video_rate))
+    def timestamps(self, frame_index) -> np.ndarray:
+        """Seconds from the clip start of rows taken from these grid frames."""
+        return np.asarray(frame_index, dtype=np.float64) / self.rate
 
 
 @functools.lru_cache(maxsize=256)
@@ -120,29 +121,23 @@ class ClipReader:
         self.meta: Optional[ClipMeta] = None
 
     def _plan(self, info: VideoInfo):
-        """Native rate, seek, frame limit and the frame count recorded for the clip."""
-        resample = None
+        """Grid rate, clip start and the number of grid frames (None: to the end of the video)."""
         rate = info.fps
-        if info.variable_rate:
-            rate = self.sampling.fps or info.fps
-            resample = rate
         if not rate > 0:
             raise VideoError(f"{self.clip.path}: unknown frame rate")
         c = self.clip
         if c.start is None:
-            return rate, resample, None, None, None
+            return rate, None, None
         duration = c.duration if c.duration is not None else info.duration - c.start
-        expected = instance_frames(duration, rate, c.total_frames)
-        # half a frame early, so the first frame is the one nearest the start time
-        seek = max(0.0, c.start - 0.5 / rate)
-        return rate, resample, seek, expected, expected
+        return rate, c.start, grid_frames(duration, rate)
 
     def __iter__(self) -> Iterator[Chunk]:
         clip = self.clip
         info = cached_probe(Path(clip.path))
-        rate, resample, seek, limit, num_frames = self._plan(info)
+        rate, start, limit = self._plan(info)
+        num_frames = limit
         messages = []
-        common = {"start": seek, "max_frames": limit, "rate": resample, "chunk": self.chunk, "messages": messages}
+        common = {"start": start, "max_frames": limit, "rate": rate, "chunk": self.chunk, "messages": messages}
         rgb_iter = (read_frames(clip.path, CROP, CROP, "bgr24", _rgb_filters(info), **common)
                     if "rgb" in self.modalities else iter(()))
         gray_iter = (read_frames(clip.path, *FLOW_SIZE, "gray", _gray_filters(), **common)
@@ -178,7 +173,7 @@ class ClipReader:
         if num_frames is None:
             num_frames = frames
         fps = self.sampling.fps or rate / self.sampling.stride
-        self.meta = ClipMeta(fps=float(fps), num_frames=int(num_frames), rate=float(rate))
+        self.meta = ClipMeta(fps=float(fps), num_frames=int(num_frames), rate=float(rate), note=info.rate_mismatch)
 
     def _check_count(self, frames, limit, info, rate, messages):
         clip = self.clip

@@ -56,6 +56,7 @@ class Report:
     skipped: List[str] = field(default_factory=list)   # already complete
     busy: List[str] = field(default_factory=list)      # claimed by another process
     failed: List[Tuple[str, str]] = field(default_factory=list)
+    timing: List[Tuple[str, str]] = field(default_factory=list)  # clips whose frame count and duration disagree
     indexed: int = 0
     frames: int = 0
     seconds: float = 0.0                                # wall time of this process's extraction
@@ -278,8 +279,12 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
         try:
             features = {m: np.concatenate(v).astype(dtype) for m, v in state.out.items()}
             index = np.concatenate(state.index)
-            store.write(state.clip.key, features, meta.fps, meta.num_frames, index, attrs)
+            store.write(state.clip.key, features, meta.fps, meta.num_frames, index, attrs,
+                        timestamps=meta.timestamps(index), frame_rate=meta.rate)
             report.done.append(state.clip.key)
+            if meta.note:
+                report.timing.append((state.clip.key, meta.note))
+                bar.write(f"note: {state.clip.key}: {state.clip.path}: {meta.note}")
             report.frames += len(index)
         except Exception as exc:
             fail(state, str(exc) if isinstance(exc, TaposError) else f"{type(exc).__name__}: {exc}")

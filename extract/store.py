@@ -150,7 +150,7 @@ class PartStore:
             return False
 
     def write(self, key: str, features: Mapping, fps: float, num_frames: int, frame_index,
-              root_attrs: Mapping) -> Path:
+              root_attrs: Mapping, timestamps=None, frame_rate: Optional[float] = None) -> Path:
         """Write one part atomically (temporary name, fsync, rename)."""
         path = self.part_path(key)
         tmp = self.parts / f".{key}.{self._tag}.tmp"
@@ -159,7 +159,8 @@ class PartStore:
             with FeatureWriter(tmp, backbone=attrs.pop("backbone"), weights=attrs.pop("weights"),
                                modalities=tuple(features), frame_stride=attrs.pop("frame_stride", 1),
                                attrs=attrs) as writer:
-                writer.write(key, features, fps=fps, num_frames=num_frames, frame_index=frame_index)
+                writer.write(key, features, fps=fps, num_frames=num_frames, frame_index=frame_index,
+                             timestamps=timestamps, frame_rate=frame_rate)
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)

@@ -39,6 +39,8 @@ from tapos.data.errors import TaposError
 
 from .checkpoint import load_model
 from .registry import PARSERS
+from tapos.data.clock import edge_frames
+
 from .segments import change_points, spans
 
 DEFAULTS = {
@@ -288,6 +290,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         best[item["key"]] = (resp.argmax(0), resp.max(0))
         ann_frames[item["key"]] = item["frames"].numpy()
         segs = spans(item["row_boundaries"].tolist(), len(x))  # the annotated sub-actions, in rows
+        edges = edge_frames([s for s, _ in segs] + [len(x)], item["frames"].numpy(), item["total_frames"])
         if use_model:
             logits = parser.class_logits(x)
             span_probs = [softmax(logits[s:e].mean(0)) for s, e in segs]
@@ -306,7 +309,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
             inst_right.setdefault(a, []).append(int(np.argmax(whole)) == a)
         for j, (s, e) in enumerate(segs):
             row = {"key": item["key"], "class": a, "position": j + 1, "n_positions": len(segs),
-                   "start_frame": float(item["frames"][s]), "end_frame": float(item["frames"][e - 1]) + 1,
+                   "start_frame": float(edges[j]), "end_frame": float(edges[j + 1]),
                    "pattern": int(np.bincount(raw[s:e]).argmax())}
             if span_probs is not None:
                 p = span_probs[j]

@@ -14,10 +14,11 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from tapos.data.clock import row_boundary_frames
 from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
 
-from .segments import merge_short_segments, rows_to_frames
+from .segments import merge_short_segments
 
 
 
@@ -137,14 +138,16 @@ class Parser:
         raise NotImplementedError
 
     def predict(self, features: np.ndarray, frames=None) -> np.ndarray:
-        """Boundaries of one instance in annotation frames (``frames[t]``: row t's frame;
-        default: row t is frame t). Instances of fewer than 2 rows have none."""
+        """Boundaries of one instance in annotation frames (``frames[t]``: row t's position in
+        annotation frames, :func:`tapos.data.clock.row_frames`; default: row t is frame t),
+        placed by the clock's rule (:func:`tapos.data.clock.row_boundary_frames`: halfway
+        between the rows either side). Instances of fewer than 2 rows have none."""
         x = self.transform(features)
         if frames is None:
             frames = np.arange(x.shape[0], dtype=np.float64)
         if x.shape[0] < 2:
-            return np.zeros(0, dtype=np.int64)
-        return rows_to_frames(self.boundary_rows(x), frames)
+            return np.zeros(0, dtype=np.float64)
+        return row_boundary_frames(self.boundary_rows(x), frames)
 
     def smooth(self, labels: np.ndarray) -> np.ndarray:
         """Per-row labels with runs shorter than the ``min_segment`` option merged into a

@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from tapos.data.annotations import Annotations, load_annotations
+from tapos.data.clock import frames_to_seconds, row_frames
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
@@ -91,7 +92,7 @@ def predict(model_dir, features, annotations=None, split: str = "val", seconds: 
             item = ds[i]
             frames = parser.predict(item["features"].numpy(), item["frames"].numpy())
             inst = ann[item["key"]]
-            out[item["key"]] = frames / inst.fps if seconds else frames
+            out[item["key"]] = frames_to_seconds(frames, inst.fps) if seconds else frames
         return out
     keys = reader.keys()
     if not keys:
@@ -101,7 +102,6 @@ def predict(model_dir, features, annotations=None, split: str = "val", seconds: 
         missing = [m for m in parse_modality(modality) if m not in info.dims]
         if missing:
             raise TaposError(f"{features}: instance {key}: no {missing[0]} features (the model uses {modality})")
-        fi = reader.frame_index(key).astype(np.float64)
-        frames = parser.predict(reader.read(key, modality), fi)
-        out[key] = frames / info.frame_rate if seconds else frames
+        frames = parser.predict(reader.read(key, modality), row_frames(reader.timestamps(key), info.frame_rate))
+        out[key] = frames_to_seconds(frames, info.frame_rate) if seconds else frames
     return out

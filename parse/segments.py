@@ -1,4 +1,5 @@
-"""From per-row outputs to boundaries: label changes, smoothing, peak picking, rows to frames."""
+"""From per-row outputs to boundary rows: label changes, smoothing, peak picking (rows to frames:
+:mod:`tapos.data.clock`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -73,13 +74,3 @@ def spans(bounds, end) -> list:
     ``(0, end)`` and repeats are ignored)."""
     edges = [0, *sorted({b for b in bounds if 0 < b < end}), end]
     return list(zip(edges[:-1], edges[1:]))
-
-
-def rows_to_frames(rows, frames) -> np.ndarray:
-    """Boundary rows to annotation frames (``frames[t]`` is row t's annotation frame), rounded,
-    without duplicates and without 0 (the instance start is not a boundary)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    frames = np.asarray(frames, dtype=np.float64)
-    rows = rows[(rows > 0) & (rows < frames.size)]
-    out = np.unique(np.round(frames[rows]).astype(np.int64))
-    return out[out > 0]

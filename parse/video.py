@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from tapos.data.clock import frames_to_seconds, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frame_at
 from tapos.data.features import FeatureReader, parse_modality
@@ -124,15 +125,15 @@ def parse_video(clip, model_dir, out_dir, weights=None, flow_weights=None, flow=
     if len(x) < 2:
         raise TaposError(f"{clip}: only {len(x)} frame(s) after sampling ({info.duration:.2f} s); parsing needs "
                          f"at least 2 (use a longer clip or a higher --fps)")
-    index = reader.frame_index(key).astype(np.float64)
+    times = reader.timestamps(key)
     clip_fps, duration = info.frame_rate, info.duration
-    frames = parser.predict(x, index)
-    seconds = frames / clip_fps
+    frames = parser.predict(x, row_frames(times, clip_fps))
+    seconds = frames_to_seconds(frames, clip_fps)
     result = {
         "clip": str(clip), "key": key, "method": parser.name, "modality": modality, "fps": clip_fps,
         "num_frames": info.num_frames, "duration": duration,
-        "boundaries_frames": [int(f) for f in frames], "boundaries_seconds": [float(s) for s in seconds],
-        "segments": [{"start": a, "end": b, "start_frame": int(round(a * clip_fps)), "end_frame": int(round(b * clip_fps))}
+        "boundaries_frames": [float(f) for f in frames], "boundaries_seconds": [float(s) for s in seconds],
+        "segments": [{"start": a, "end": b, "start_frame": round(a * clip_fps, 6), "end_frame": round(b * clip_fps, 6)}
                      for a, b in spans(seconds.tolist(), duration)],
         "extraction": {k: v for k, v in opts.items() if k != "modalities"},
     }
@@ -143,6 +144,6 @@ def parse_video(clip, model_dir, out_dir, weights=None, flow_weights=None, flow=
     if thumbnails:
         vinfo = probe(clip)
         thumbs = [(c, read_frame_at(clip, c, 96, vinfo)) for c in segment_centres(seconds, duration)]
-    plot_timeline(out / "timeline.png", index / clip_fps, duration, seconds, None, responses, labels, thumbs,
+    plot_timeline(out / "timeline.png", times, duration, seconds, None, responses, labels, thumbs,
                   f"{clip.name}  ({parser.name} on {modality})")
     return result

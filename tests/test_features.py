@@ -153,3 +153,24 @@ def test_dataloader_workers(annotation_file, tmp_path):
     loader = DataLoader(ds, batch_size=None, num_workers=2)
     shapes = sorted(tuple(item["features"].shape) for item in loader)
     assert shapes == [(100, 2), (195, 2)]
+
+
+def test_row_times_are_stored_and_derived_for_older_caches(tmp_path):
+    from tapos.data import FeatureReader, FeatureWriter
+
+    path = tmp_path / "c.h5"
+    x = np.zeros((5, 3), np.float32)
+    with FeatureWriter(path) as w:
+        # a cache written by tapos-extract now: rows at the times of their grid frames
+        w.write("new", {"rgb": x}, fps=7.5, num_frames=10, frame_index=[0, 2, 4, 6, 8],
+                timestamps=np.arange(0, 10, 2) / 15, frame_rate=15)
+        # written before row times were stored: stride 2 of a 15 fps clip, 10 frames
+        w.write("old", {"rgb": x}, fps=7.5, num_frames=10, frame_index=[0, 2, 4, 6, 8])
+        # no frame index either (the synthetic datasets of earlier releases): row t at t / fps
+        w.write("plain", {"rgb": x}, fps=25, num_frames=5)
+        with pytest.raises(FeatureCacheError, match="timestamps"):
+            w.write("bad", {"rgb": x}, fps=25, num_frames=5, timestamps=[0, 0.2, 0.1, 0.3, 0.4])
+    r = FeatureReader(path)
+    assert r.info("new").frame_rate == 15 and r.timestamps("new").tolist() == pytest.approx([0, 2 / 15, 4 / 15, 6 / 15, 8 / 15])
+    assert r.info("old").frame_rate == 15 and r.timestamps("old").tolist() == pytest.approx(r.timestamps("new").tolist())
+    assert r.timestamps("plain").tolist() == pytest.approx([t / 25 for t in range(5)])

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from tapos.parse.segments import change_points, merge_short_segments, pick_peaks, rows_to_frames, runs_above
+from tapos.data.clock import row_boundary_frames
+from tapos.parse.segments import change_points, merge_short_segments, pick_peaks, runs_above
 from tapos.parse.transparser import SPSUnit, TransParser, TransParserNet, local_loss
 
 
@@ -87,7 +88,8 @@ def test_peaks_and_runs():
     assert runs_above([0.1, 0.6, 0.9, 0.7, 0.2, 0.8, 0.1], 0.5).tolist() == [2, 5]
 
 
-def test_rows_to_frames():
+def test_boundary_rows_to_frames():
     # rows of a stride-2 cache on a clip at twice the annotation's rate: frames[t] = t
-    assert rows_to_frames([0, 3, 5, 5, 9], np.arange(8) * 1.0).tolist() == [3, 5]
-    assert rows_to_frames([2, 3], np.array([0.0, 1.4, 2.6, 3.5])).tolist() == [3, 4]
+    assert row_boundary_frames([0, 3, 5, 5, 9], np.arange(8) * 1.0).tolist() == [3, 5]
+    # halfway between the rows either side, plus half a frame (the clock's rule)
+    assert row_boundary_frames([2, 3], np.array([0.0, 1.4, 2.6, 3.5])).tolist() == pytest.approx([2.5, 3.55])

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tapos.data.annotations import rescale_boundaries
+from tapos.data.clock import boundary_rows, row_frames
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 
@@ -15,11 +15,6 @@ from .sampling import aligned_indices, uniform_indices
 
 SAMPLINGS = ("uniform", "aligned", "parsed")
 MEMORY_LIMIT = 1 << 30  # bytes of float32 features a dataset keeps in memory
-
-
-def rows_of(frames: np.ndarray, boundaries) -> np.ndarray:
-    """Annotation-frame boundaries -> the first cached row at or after each."""
-    return np.searchsorted(frames, np.asarray(boundaries, dtype=np.float64), side="left")
 
 
 class SnippetDataset(Dataset):
@@ -70,10 +65,9 @@ class SnippetDataset(Dataset):
         if idx not in self._layouts:
             inst = self.base.instances[idx]
             reader = self.base.reader
-            info = reader.info(inst.key)
-            frames = rescale_boundaries(reader.frame_index(inst.key), info.num_frames, inst.total_frames)
+            frames = row_frames(reader.timestamps(inst.key), inst.fps)
             bounds = self.boundaries[inst.key] if self.sampling == "parsed" else inst.boundaries
-            self._layouts[idx] = (info.num_rows, rows_of(frames, bounds))
+            self._layouts[idx] = (len(frames), boundary_rows(bounds, frames))
         return self._layouts[idx]
 
     def snippet_rows(self, idx: int) -> np.ndarray:

@@ -5,7 +5,9 @@ snippets stack the 5 fields between 6 consecutive frames (x1, y1, ..., x5, y5; c
 0..255). Training augments with TSN's multi-scale crop (a crop of 256, 224, 192 or 168 px per
 side, sides within one step of each other, at one of 13 fixed positions, resized to 224) and a
 horizontal flip (flow x fields inverted: 255 - v); testing takes the centre 224 crop. Only the
-frames the snippets need are decoded (ffmpeg's ``select``).
+frames the snippets need are decoded (ffmpeg's ``select``). Frame ``i`` of a clip is the one a
+``tapos-extract`` cache of it holds in row ``i`` (the clip resampled by its timestamps to its
+nominal rate, :mod:`tapos.data.clock`), so both TSNs place snippets alike.
 """
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ import torch
 from torch.utils.data import Dataset
 
 from tapos.data.annotations import load_annotations
+from tapos.data.clock import boundary_rows, grid_frames, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frames
 from tapos.extract.clips import clips_from_annotations
-from tapos.extract.decode import instance_frames
 from tapos.extract.flow import FLOW_SIZE, FlowComputer
 
 from .sampling import aligned_indices, uniform_indices
@@ -104,15 +106,15 @@ class FrameSnippets(Dataset):
         return np.asarray([self.ann[c.key].action for c in self.clips], dtype=np.int64)
 
     def _layout(self, idx):
-        """Frames of the clip (at the video's rate) and its boundaries in those frames."""
+        """Grid frames of the clip, their rate, and the first frame of each sub-action."""
         if idx not in self._layouts:
             clip = self.clips[idx]
             inst = self.ann[clip.key]
             info = probe(clip.path)
-            n = info.num_frames if clip.start is None else instance_frames(inst.duration, info.fps, inst.total_frames)
+            n = grid_frames(info.duration if clip.start is None else inst.duration, info.fps)
             bounds = self.boundaries[clip.key] if self.sampling == "parsed" else inst.boundaries
-            scale = n / inst.total_frames
-            self._layouts[idx] = (n, info.fps, [int(round(b * scale)) for b in bounds])
+            frames = row_frames(np.arange(n) / info.fps, inst.fps)
+            self._layouts[idx] = (n, info.fps, boundary_rows(bounds, frames).tolist())
         return self._layouts[idx]
 
     def starts(self, idx: int) -> np.ndarray:
@@ -128,10 +130,9 @@ class FrameSnippets(Dataset):
         unique = sorted(set(int(i) for i in wanted))
         expr = "+".join(f"eq(n,{i})" for i in unique)
         gray = self.modality == "flow"
-        seek = None if clip.start is None else max(0.0, clip.start - 0.5 / fps)
         frames = np.concatenate(list(read_frames(
             clip.path, *FLOW_SIZE, "gray" if gray else "bgr24", [("select", (expr,), {}), ("scale", FLOW_SIZE, {})],
-            start=seek, max_frames=len(unique))))
+            start=clip.start, rate=fps, max_frames=len(unique))))
         got = {i: frames[k] for k, i in enumerate(unique[:len(frames)])}
         last = frames[-1]
         return {i: got.get(i, last) for i in unique}  # past the end: the last frame, as TSN repeats it
