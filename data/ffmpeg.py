@@ -68,7 +68,7 @@ class VideoInfo:
     num_frames: int     # frames the stream holds (presented ones: an edit list's pre-roll is not counted)
     duration: float     # seconds from the file's start until the last frame stops being shown
     rotation: int = 0   # degrees the player rotates the stored picture (display matrix)
-    variable_rate: bool = False  # timestamps are not evenly spaced (average rate != stream rate)
+    variable_rate: bool = False  # frames are not on the grid of the nominal rate (jittered timestamps)
     declared_fps: float = 0.0    # the rate the stream header states
 
     @property
