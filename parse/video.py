@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from tapos.data.clock import frames_to_seconds, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frame_at

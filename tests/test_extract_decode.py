@@ -1,6 +1,4 @@
 """Decoding and preprocessing for extraction, on real video files made with ffmpeg."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
