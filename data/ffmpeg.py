@@ -22,6 +22,7 @@ import ffmpeg as ffmpeg_python
 import numpy as np
 
 from .errors import TaposError
+from .io import atomic_path
 
 
 class VideoError(TaposError):
@@ -248,13 +249,16 @@ def encode_video(frames: Iterable[np.ndarray], path, fps: float, crf: int = 23, 
     Written to a temporary name and renamed, so ``path`` is either absent or a complete video.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     it = iter(frames)
     first = next(it, None)
     if first is None:
         raise VideoError(f"{path}: no frames to encode")
     h, w = first.shape[:2]
+    with atomic_path(path) as tmp:
+        _encode(first, it, tmp, path, fps, crf, vcodec, pix_fmt, h, w)
+
+
+def _encode(first, it, tmp, path, fps, crf, vcodec, pix_fmt, h, w) -> None:
     stream = (
         ffmpeg_python.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps)
         .output(str(tmp), vcodec=vcodec, pix_fmt=pix_fmt, r=fps, loglevel="error",
@@ -273,13 +277,10 @@ def encode_video(frames: Iterable[np.ndarray], path, fps: float, crf: int = 23, 
         err = proc.stderr.read().decode(errors="replace")
         if proc.wait() != 0:
             raise VideoError(f"{path}: ffmpeg failed to encode ({err.strip().splitlines()[-1] if err.strip() else 'no message'})")
-        os.replace(tmp, path)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_frames(path, width: int, height: int, pix_fmt: str = "bgr24", filters=(), start: Optional[float] = None,

@@ -1,11 +1,13 @@
 """Small file helpers: atomic writes and a restricted unpickler for annotation/prediction pickles."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -82,22 +84,39 @@ def safe_load_pickle(path):
     return obj
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: readers see the old or
-    the new file, never a half-written one."""
+@contextlib.contextmanager
+def atomic_path(path, tmp: Optional[Path] = None):
+    """The one way tapos writes an output file: yields a temporary path beside ``path`` (same
+    suffix, so ffmpeg, h5py and matplotlib pick the format from it) for the caller to write; when
+    the block ends normally the file is synced and renamed over ``path``, so readers see the old
+    file or the complete new one, never a half-written one. When the block raises, the temporary
+    file is removed and ``path`` is left as it was. ``tmp``: a temporary name of the caller's own
+    (one that a clean-up of stale temporaries recognises)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if tmp is None:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        tmp.unlink()  # a unique name; writers that refuse an existing empty file (h5py) create it
+    tmp = Path(tmp)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path, text: str) -> None:

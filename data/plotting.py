@@ -1,9 +1,9 @@
 """Figure helpers shared by every stage: a headless pyplot and an atomic PNG save."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from .io import atomic_path
 
 
 def pyplot():
@@ -17,18 +17,13 @@ def pyplot():
 
 
 def save_figure(fig, path, dpi: int = 150) -> Path:
-    """Save ``fig`` as PNG through a temporary file and a rename, then close it."""
+    """Save ``fig`` as PNG atomically (:func:`tapos.data.io.atomic_path`), then close it."""
     plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

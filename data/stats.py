@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .annotations import Annotations
+from .io import atomic_write_text
 from .plotting import pyplot, save_figure
 
 BOUNDARY_BINS = 20  # bins of normalized time in the boundary-position distribution (Figure 2)
@@ -123,6 +124,6 @@ def write_stats(annotations: Annotations, out_dir) -> list:
         ("instances.csv", instance_table(annotations)),
     ):
         path = out_dir / name
-        table.to_csv(path, index=name in ("summary.csv", "per_class.csv"))
+        atomic_write_text(path, table.to_csv(index=name in ("summary.csv", "per_class.csv")))
         paths.append(path)
     return paths + save_figures(annotations, out_dir)

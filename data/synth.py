@@ -31,7 +31,7 @@ from scipy.signal import lfilter
 
 from .annotations import Instance, save_annotations
 from .gebd import GebdVideo, save_gebd
-from .io import atomic_write_text
+from .io import atomic_path, atomic_write_text
 
 DEFAULTS = {
     "instances": 240,            # instances in total (train + val)
@@ -380,18 +380,15 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
     atomic_write_text(paths["truth"], json.dumps(truth, indent=1))
     if features:
         paths["features"] = out_dir / "features.h5"
-        tmp = out_dir / ".features.h5.partial"
-        if tmp.exists():
-            tmp.unlink()
         feat_rngs = np.random.SeedSequence(seed + 1).spawn(len(items))
-        with FeatureWriter(tmp, backbone="synthetic", weights="none", modalities=("rgb", "flow"),
-                           attrs={"synthetic_seed": seed}) as writer:
+        with atomic_path(paths["features"]) as tmp, FeatureWriter(
+                tmp, backbone="synthetic", weights="none", modalities=("rgb", "flow"),
+                attrs={"synthetic_seed": seed}) as writer:
             for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not progress):
                 feats = _features(cfg, world, si, np.random.default_rng(ss))
                 rows = len(next(iter(feats.values())))
                 writer.write(si.instance.key, feats, fps=si.instance.fps, num_frames=si.instance.total_frames,
                              timestamps=np.arange(rows) / si.instance.fps, frame_rate=si.instance.fps)
-        tmp.replace(paths["features"])
     if videos or sources:
         from concurrent.futures import ThreadPoolExecutor
 

@@ -29,7 +29,7 @@ import h5py
 
 from tapos.data.errors import FeatureCacheError
 from tapos.data.features import INSTANCES, FeatureReader, FeatureWriter, check_key
-from tapos.data.io import atomic_write_text
+from tapos.data.io import atomic_path, atomic_write_text
 
 INDEX_ATTR = "parts_dir"  # root attribute that marks an index file (value: the parts folder name)
 
@@ -151,25 +151,16 @@ class PartStore:
 
     def write(self, key: str, features: Mapping, fps: float, num_frames: int, frame_index,
               root_attrs: Mapping, timestamps=None, frame_rate: Optional[float] = None) -> Path:
-        """Write one part atomically (temporary name, fsync, rename)."""
+        """Write one part atomically (its temporary name carries this process's tag, so that
+        :meth:`remove_stale_temporaries` can tell a dead process's leftovers)."""
         path = self.part_path(key)
-        tmp = self.parts / f".{key}.{self._tag}.tmp"
         attrs = dict(root_attrs)
-        try:
+        with atomic_path(path, self.parts / f".{key}.{self._tag}.tmp") as tmp:
             with FeatureWriter(tmp, backbone=attrs.pop("backbone"), weights=attrs.pop("weights"),
                                modalities=tuple(features), frame_stride=attrs.pop("frame_stride", 1),
                                attrs=attrs) as writer:
                 writer.write(key, features, fps=fps, num_frames=num_frames, frame_index=frame_index,
                              timestamps=timestamps, frame_rate=frame_rate)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return path
 
     def remove_stale_temporaries(self) -> None:
@@ -189,19 +180,14 @@ class PartStore:
         (other processes may finish parts while it is written). Returns the instances linked."""
         while True:
             keys = self.keys()
-            tmp = self.index.with_name(f".{self.index.name}.{self._tag}.tmp")
             attrs = dict(root_attrs)
-            try:
+            with atomic_path(self.index, self.index.with_name(f".{self.index.name}.{self._tag}.tmp")) as tmp:
                 with FeatureWriter(tmp, backbone=attrs.pop("backbone"), weights=attrs.pop("weights"),
                                    modalities=attrs.pop("modalities"), frame_stride=attrs.pop("frame_stride", 1),
                                    attrs={**attrs, INDEX_ATTR: self.parts.name}) as writer:
                     group = writer._file[INSTANCES]
                     for key in keys:
                         group[key] = h5py.ExternalLink(f"{self.parts.name}/{key}.h5", f"/{INSTANCES}/{key}")
-                os.replace(tmp, self.index)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
             if self.keys() == keys:
                 return len(keys)
 
@@ -225,23 +211,14 @@ def merge(index_path, out_path, progress: bool = True) -> int:
 
     index_path, out_path = Path(index_path), Path(out_path)
     reader = FeatureReader(index_path)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.merge.tmp")
-    try:
-        with reader, h5py.File(tmp, "w") as out:
-            src = reader._h5()
-            for k, v in src.attrs.items():
-                if k != INDEX_ATTR:
-                    out.attrs[k] = v
-            dst = out.create_group(INSTANCES)
-            keys = reader.keys()
-            for key in tqdm(keys, desc="merge", unit="inst", disable=not progress):
-                src.copy(reader._group(key), dst, name=key)
-        fd = os.open(tmp, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(out_path) as tmp, reader, h5py.File(tmp, "w") as out:
+        src = reader._h5()
+        for k, v in src.attrs.items():
+            if k != INDEX_ATTR:
+                out.attrs[k] = v
+        dst = out.create_group(INSTANCES)
+        keys = reader.keys()
+        for key in tqdm(keys, desc="merge", unit="inst", disable=not progress):
+            src.copy(reader._group(key), dst, name=key)
     return len(keys)
 

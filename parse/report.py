@@ -39,18 +39,17 @@ def _pct(v) -> str:
 
 def write_tables(a: Analysis, out: Path) -> list:
     """The analysis as CSV/JSON files in ``out``; returns their names."""
-    a.usage.to_csv(out / "usage.csv")
+    atomic_write_text(out / "usage.csv", a.usage.to_csv())
     shared = a.shared.assign(classes=a.shared["classes"].map(lambda v: " ".join(map(str, v))),
                              shares=a.shared["shares"].map(lambda v: " ".join(f"{x:.4f}" for x in v)))
-    shared.to_csv(out / "shared_patterns.csv", index=False)
-    a.sequences.assign(typical=a.sequences["typical"].map(lambda v: " ".join(map(str, v)))).to_csv(
-        out / "sequences.csv", index=False)
-    a.exemplars.to_csv(out / "exemplars.csv", index=False)
-    a.segments.to_csv(out / "segments.csv", index=False)
-    names = ["usage.csv", "shared_patterns.csv", "sequences.csv", "exemplars.csv", "segments.csv"]
+    tables = {"shared_patterns.csv": shared,
+              "sequences.csv": a.sequences.assign(typical=a.sequences["typical"].map(lambda v: " ".join(map(str, v)))),
+              "exemplars.csv": a.exemplars, "segments.csv": a.segments}
     if len(a.discriminative):
-        a.discriminative.to_csv(out / "discriminative.csv", index=False)
-        names.append("discriminative.csv")
+        tables["discriminative.csv"] = a.discriminative
+    for name, table in tables.items():
+        atomic_write_text(out / name, table.to_csv(index=False))
+    names = ["usage.csv", *tables]
     summary = {"method": a.method, "modality": a.modality, "split": a.split, "patterns": a.patterns,
                "frames": a.frames, "instances": a.instances, "classifier": a.classifier,
                "patterns_used": a.patterns_used, "shared_patterns": len(a.shared),

@@ -44,6 +44,8 @@ class Thumbnailer:
 
 
 def save_png(img: np.ndarray, path) -> None:
+    from tapos.data.io import atomic_path
     from tapos.data.plotting import pyplot
 
-    pyplot().imsave(str(path), img)
+    with atomic_path(path) as tmp:
+        pyplot().imsave(str(tmp), img, format="png")

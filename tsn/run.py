@@ -14,7 +14,7 @@ from tapos.data.annotations import Annotations, load_annotations
 from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
 from tapos.data.features import parse_modality
-from tapos.data.io import CsvLog, atomic_write_bytes, atomic_write_text
+from tapos.data.io import CsvLog, atomic_path, atomic_write_bytes, atomic_write_text
 from tapos.data.predictions import load_predictions
 from tapos.data.version import __version__
 
@@ -260,8 +260,8 @@ def write_results(out: Path, config: dict, results: dict, keys, val_scores, labe
     atomic_write_text(out / "results.md", table.to_markdown(floatfmt=".2f") + "\n")
     best = "+".join(val_scores) if len(val_scores) > 1 else next(iter(val_scores))
     scores = fuse(val_scores, config["options"]["fusion"]) if len(val_scores) > 1 else val_scores[best]
-    np.savez_compressed(out / "val_scores.npz", keys=np.asarray(keys), labels=labels,
-                        **{m: s for m, s in val_scores.items()})
+    with atomic_path(out / "val_scores.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, keys=np.asarray(keys), labels=labels, **{m: s for m, s in val_scores.items()})
     plot_confusion(scores, labels, config["num_classes"], out / "confusion.png",
                    f"TSN {config['label']} ({best}) on val")
     if history:
