@@ -131,10 +131,6 @@ class Instance:
         fps = self.fps
         return [b / fps for b in self.boundaries]
 
-    def boundaries_at(self, num_frames: int) -> np.ndarray:
-        """Boundaries rescaled to a clip of ``num_frames`` frames (float64)."""
-        return rescale_boundaries(self.boundaries, self.total_frames, num_frames)
-
     def to_entry(self) -> dict:
         """The instance's entry in the released JSON layout."""
         return {

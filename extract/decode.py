@@ -157,11 +157,11 @@ class ClipReader:
                     pending_rgb.extend(rgb[rows - frames])
                 stacks = flow.push(gray, rows) if flow else None
                 frames += n
-                out = self._pair(pending_rows, pending_rgb, stacks, final=False)
+                out = self._pair(pending_rows, pending_rgb, stacks)
                 if out is not None:
                     yield out
             self._check_count(frames, limit, info, rate, messages)
-            out = self._pair(pending_rows, pending_rgb, flow.finish() if flow else None, final=True)
+            out = self._pair(pending_rows, pending_rgb, flow.finish() if flow else None)
             if out is not None:
                 yield out
         finally:
@@ -188,7 +188,7 @@ class ClipReader:
             last = messages[-1].strip().split("] ")[-1]
             raise VideoError(f"{clip.path}: damaged or truncated, decoded {frames} of {claimed} frames ({last})")
 
-    def _pair(self, rows, rgb, stacks, final):
+    def _pair(self, rows, rgb, stacks):
         """Rows whose every modality is ready (flow lags by the 5 frames it looks ahead)."""
         n = len(rows)
         if stacks is not None:
