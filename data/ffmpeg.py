@@ -91,7 +91,7 @@ def _parse_rate(text: str) -> float:
 
 
 def _probe_ffprobe(path: Path, binary: str) -> VideoInfo:
-    data = ffmpeg_python.probe(str(path), cmd=binary, select_streams="v:0", count_packets=None)
+    data = ffmpeg_python.probe(str(path), cmd=binary, select_streams="v:0")
     streams = [s for s in data.get("streams", []) if s.get("codec_type") == "video"]
     if not streams:
         raise VideoError(f"{path}: no video stream")
@@ -102,7 +102,7 @@ def _probe_ffprobe(path: Path, binary: str) -> VideoInfo:
             rotation = int(round(float(side["rotation"])))
     if "rotate" in s.get("tags", {}):
         rotation = -int(s["tags"]["rotate"])
-    frames = int(s.get("nb_read_packets") or s.get("nb_frames") or 0)
+    frames = int(s.get("nb_frames") or 0)
     duration = float(s.get("duration") or data.get("format", {}).get("duration") or 0.0)
     avg = _parse_rate(s.get("avg_frame_rate") or "0/0")
     real = _parse_rate(s.get("r_frame_rate") or "0/0")
@@ -124,10 +124,15 @@ _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
 _ROT_RE = re.compile(r"rotation of (-?[\d.]+) degrees")
 
 
-def _probe_ffmpeg(path: Path, binary: str) -> VideoInfo:
-    cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "verbose", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-           "-f", "null", "-"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+def _remux(path: Path) -> subprocess.CompletedProcess:
+    """One pass over the video stream's packets (a stream copy, no decoding): ffmpeg's stream
+    report on stderr, each packet's time and flags on stdout (framecrc)."""
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "verbose", "-i", str(path), "-map", "0:v:0",
+           "-c", "copy", "-f", "framecrc", "-"]
+    return subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+
+
+def _probe_ffmpeg(path: Path, proc: subprocess.CompletedProcess) -> VideoInfo:
     err = proc.stderr
     stream = next((line for line in err.splitlines() if "Video:" in line and "Stream #" in line), None)
     if proc.returncode != 0 or stream is None:
@@ -148,17 +153,19 @@ def _probe_ffmpeg(path: Path, binary: str) -> VideoInfo:
 
 def probe(path) -> VideoInfo:
     """Size, rotation and the clock of a video's first video stream: frame count, duration and
-    nominal rate come from the presentation timestamps of its packets (:func:`frame_times`)."""
+    nominal rate come from the presentation timestamps of its packets (read in the one pass of
+    :func:`_remux`, which also gives ffmpeg's stream report where there is no ffprobe)."""
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     probe_bin = ffprobe_binary()
+    proc = _remux(path)
     try:
-        info = _probe_ffprobe(path, probe_bin) if probe_bin else _probe_ffmpeg(path, ffmpeg_binary())
+        info = _probe_ffprobe(path, probe_bin) if probe_bin else _probe_ffmpeg(path, proc)
     except ffmpeg_python.Error as exc:
         detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
         raise VideoError(f"{path}: not a readable video ({detail[-1] if detail else 'ffprobe failed'})") from None
-    times, end = frame_times(path)
+    times, end = _packet_times(proc.stdout) if proc.returncode == 0 else (np.zeros(0), 0.0)
     if len(times) == 0:
         return info
     rate = nominal_rate(times, info.fps)
@@ -171,19 +178,13 @@ _TB_RE = re.compile(r"^#tb 0: (\d+)/(\d+)")
 _DISCARD = 0x4  # AV_PKT_FLAG_DISCARD: an edit list's pre-roll, decoded but never shown
 
 
-def frame_times(path) -> tuple:
-    """``(times, end)``: the sorted presentation times (s) of the video stream's shown frames,
-    on the clock ffmpeg decodes with (the file's start is 0), and when the last one stops being
-    shown. Read from the packets (a stream copy, no decoding), so it is quick on long videos."""
-    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-           "-f", "framecrc", "-"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
-    if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "ffmpeg failed"
-        raise VideoError(f"{path}: not a readable video ({last})")
+def _packet_times(framecrc: str) -> tuple:
+    """``(times, end)`` from :func:`_remux`'s stdout: the sorted presentation times (s) of the
+    video stream's shown frames, on the clock ffmpeg decodes with (the file's start is 0), and
+    when the last one stops being shown."""
     num = den = None
     pts, durs = [], []
-    for line in proc.stdout.splitlines():
+    for line in framecrc.splitlines():
         tb = _TB_RE.match(line)
         if tb:
             num, den = int(tb.group(1)), int(tb.group(2))

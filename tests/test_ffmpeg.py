@@ -36,7 +36,7 @@ def test_probe_parses_ffmpeg_report(tmp_path):
     # the imageio-ffmpeg path (no ffprobe) is exercised even where a system ffprobe exists
     path = tmp_path / "clip.mp4"
     ff.encode_video(_frames(20), path, fps=30)
-    info = ff._probe_ffmpeg(path, ff.ffmpeg_binary())
+    info = ff._probe_ffmpeg(path, ff._remux(path))
     assert (info.width, info.height, info.num_frames, info.fps) == (64, 48, 20, 30.0)
 
 
