@@ -51,19 +51,19 @@ def row_boundary_frames(rows, frames) -> np.ndarray:
     without duplicates; rows outside ``1..T-1`` are dropped)."""
     frames = np.asarray(frames, dtype=np.float64)
     rows = np.asarray(rows, dtype=np.int64)
-    rows = rows[(rows > 0) & (rows < frames.size)]
-    out = np.unique(np.round((frames[rows - 1] + frames[rows]) / 2 + 0.5, DECIMALS))
+    out = np.unique(_between(frames, rows[(rows > 0) & (rows < frames.size)]))
     return out[out > 0]
+
+
+def _between(frames: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The annotation frame of a boundary before each row in ``1..T-1``: halfway between rows
+    ``r - 1`` and ``r``, plus half a frame."""
+    return np.round((frames[rows - 1] + frames[rows]) / 2 + 0.5, DECIMALS)
 
 
 def frames_to_seconds(frames, rate: float) -> np.ndarray:
     """Boundary frames -> seconds from the clip start (``frame / rate``, the GEBD convention)."""
     return np.asarray(frames, dtype=np.float64) / float(rate)
-
-
-def seconds_to_frames(seconds, rate: float) -> np.ndarray:
-    """Boundary seconds (GEBD) -> annotation frames (``seconds * rate``, float64)."""
-    return np.asarray(seconds, dtype=np.float64) * float(rate)
 
 
 def grid_frames(duration: float, rate: float) -> int:
@@ -72,16 +72,10 @@ def grid_frames(duration: float, rate: float) -> int:
     return max(0, int(math.ceil(float(duration) * float(rate) - _EPS)))
 
 
-def snippet_rows(boundaries, timestamps, rate: float) -> np.ndarray:
-    """Annotation boundaries -> rows of a clip whose rows are at ``timestamps`` (both TSNs)."""
-    return boundary_rows(boundaries, row_frames(timestamps, rate))
-
-
 def edge_frames(rows, frames, total: float) -> np.ndarray:
     """Segment edges given in rows (``0``, boundary rows, ``T``) -> annotation frames: 0 stays 0,
     ``T`` becomes ``total`` (the clip's end), a boundary row follows :func:`row_boundary_frames`."""
     frames = np.asarray(frames, dtype=np.float64)
     rows = np.asarray(rows, dtype=np.int64)
-    inner = np.clip(rows, 1, max(frames.size - 1, 1))
-    mid = np.round((frames[inner - 1] + frames[inner]) / 2 + 0.5, DECIMALS) if frames.size > 1 else np.zeros(rows.shape)
+    mid = _between(frames, np.clip(rows, 1, frames.size - 1)) if frames.size > 1 else np.zeros(rows.shape)
     return np.where(rows <= 0, 0.0, np.where(rows >= frames.size, float(total), mid))
