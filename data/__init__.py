@@ -17,7 +17,7 @@ from .annotations import (
     split_key,
 )
 from .errors import AnnotationError, FeatureCacheError, PredictionError, TaposError, UnsafePickleError
-from .features import SCHEMA, FeatureReader, FeatureWriter, InstanceInfo, parse_modality
+from .features import SCHEMA, ExtractionSettings, FeatureReader, FeatureWriter, InstanceInfo, parse_modality
 from .gebd import GebdVideo, gebd_to_tapos, load_gebd, save_gebd, tapos_to_gebd
 from .io import safe_load_pickle
 from .predictions import load_predictions, save_predictions
@@ -36,7 +36,7 @@ def __getattr__(name):
 __all__ = [
     "SUBSETS", "Annotations", "Instance", "annotations_from_dict", "load_annotations", "parse_instance_id",
     "rescale_boundaries", "save_annotations", "split_key", "AnnotationError", "FeatureCacheError",
-    "PredictionError", "TaposError", "UnsafePickleError", "SCHEMA", "FeatureReader", "FeatureWriter",
+    "PredictionError", "TaposError", "UnsafePickleError", "SCHEMA", "ExtractionSettings", "FeatureReader", "FeatureWriter",
     "InstanceInfo", "parse_modality", "GebdVideo", "gebd_to_tapos", "load_gebd", "save_gebd", "tapos_to_gebd",
     "safe_load_pickle", "load_predictions", "save_predictions", "FeatureDataset", "__version__",
 ]

@@ -23,8 +23,9 @@ and ``timestamps = frame_index / frame_rate``, which is what those caches meant.
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -85,6 +86,99 @@ class InstanceInfo:
         return self.stored_frame_rate or self.num_frames / self.duration
 
 
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How a cache was made: one record, written as the root attribute ``extraction`` (JSON),
+    beside each extraction's parts (``settings.json``) and in a trained model's ``config.json``.
+
+    The flat root attributes of the schema (``backbone``, ``weights``, ``modalities``,
+    ``frame_stride``) are a summary derived from it for plain-h5py readers; caches written before
+    the record existed are read back from that summary (:meth:`from_attrs`).
+    """
+
+    backbone: str = "unknown"        # the network rows come from: "bninception", "synthetic", ...
+    weights: Mapping[str, str] = field(default_factory=dict)  # modality -> weights description
+                                     # (file name and sha256 prefix, "random", "... (cross-modality init)")
+    modalities: tuple = ("rgb",)     # the modalities stored
+    stride: int = 1                  # every S-th frame of the clip's constant-rate grid
+    fps: Optional[float] = None      # or rows at this rate (the grid frame nearest t/F); None: by stride
+    flow: Optional[str] = None       # flow method ("tvl1", "dis", ...) when flow is stored
+    flow_params: Optional[Mapping] = None  # what the flow rows depend on besides the method
+                                     # (None: not recorded, caches written before the record)
+    dtype: str = "float32"           # stored feature type
+    preprocessing: str = ""          # frame preparation, in words
+    tool_version: str = ""           # tapos version that wrote the cache
+
+    ATTR = "extraction"  # the root attribute holding the record
+    # fields that may differ between the parts of one cache: a newer tapos resumes an older run
+    _RESUMABLE = ("tool_version",)
+
+    def __post_init__(self):
+        object.__setattr__(self, "modalities", parse_modality(self.modalities))
+        object.__setattr__(self, "weights", dict(self.weights))
+
+    def to_json(self) -> dict:
+        doc = asdict(self)
+        doc["modalities"] = list(self.modalities)
+        return json.loads(json.dumps(doc))  # plain JSON values (lists, not tuples)
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> "ExtractionSettings":
+        """From :meth:`to_json`'s output (keys it does not know, such as an old ``schema``, are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+    def to_attrs(self) -> dict:
+        """Root attributes: the record plus the schema's flat summary."""
+        return {
+            self.ATTR: json.dumps(self.to_json(), sort_keys=True),
+            "backbone": self.backbone,
+            "weights": "; ".join(f"{m}: {d}" for m, d in self.weights.items()),
+            "modalities": ",".join(self.modalities),
+            "frame_stride": int(self.stride),
+            "tool_version": self.tool_version or _version(),
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping) -> "ExtractionSettings":
+        """From root attributes, a model's copy of them or :meth:`to_json`'s output: the record
+        when present, otherwise the flat attributes of older caches (``frame_stride``,
+        ``sampling_fps``, ``flow_method``, weights as ``"rgb: ...; flow: ..."`` or one for all)."""
+        if "stride" in attrs:  # the JSON record itself (the flat attributes call it frame_stride)
+            return cls.from_json(attrs)
+        if cls.ATTR in attrs:
+            raw = attrs[cls.ATTR]
+            try:
+                return cls.from_json(json.loads(raw) if isinstance(raw, (str, bytes)) else raw)
+            except (TypeError, ValueError) as exc:
+                raise FeatureCacheError(f"unreadable extraction record ({exc})") from None
+        mods = attrs.get("modalities", "rgb")
+        mods = parse_modality(list(mods) if isinstance(mods, (list, tuple, np.ndarray)) else str(mods))
+        weights = {}
+        for part in str(attrs.get("weights", "")).split("; "):
+            m, sep, desc = part.partition(": ")
+            if sep and m in MODALITIES:
+                weights[m] = desc
+        if not weights and attrs.get("weights"):
+            weights = {m: str(attrs["weights"]) for m in mods}
+        return cls(backbone=str(attrs.get("backbone", "unknown")), weights=weights, modalities=mods,
+                   stride=int(attrs.get("frame_stride", 1) or 1), fps=float(attrs.get("sampling_fps", 0) or 0) or None,
+                   flow=str(attrs.get("flow_method", "") or "") or None, preprocessing=str(attrs.get("preprocessing", "")),
+                   tool_version=str(attrs.get("tool_version", "")))
+
+    def differences(self, other: "ExtractionSettings") -> list:
+        """Names of the fields in which two records disagree (parts of one cache must agree on all
+        but the tool version; flow parameters that one of them did not record are not compared)."""
+        out = []
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if f.name in self._RESUMABLE or (f.name == "flow_params" and (a is None or b is None)):
+                continue
+            if json.dumps(a, sort_keys=True, default=list) != json.dumps(b, sort_keys=True, default=list):
+                out.append(f.name)
+        return out
+
+
 class _H5Handle:
     """Close-on-exit for the classes below, which keep one h5py file in ``self._file``."""
 
@@ -110,7 +204,8 @@ class FeatureWriter(_H5Handle):
     """
 
     def __init__(self, path, backbone: str = "unknown", weights: str = "unknown",
-                 modalities=("rgb",), frame_stride: int = 1, attrs: Optional[Mapping] = None):
+                 modalities=("rgb",), frame_stride: int = 1, attrs: Optional[Mapping] = None,
+                 settings: Optional[ExtractionSettings] = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         exists = self.path.exists()
@@ -123,14 +218,15 @@ class FeatureWriter(_H5Handle):
                 self._file.close()
                 raise FeatureCacheError(f"{self.path}: schema {self._file.attrs['schema']!r} is not {SCHEMA!r}")
         else:
+            # ``settings`` (how the features were made) replaces the four loose descriptions
+            if settings is not None:
+                summary = settings.to_attrs()
+            else:
+                summary = {"backbone": backbone, "weights": weights, "modalities": ",".join(parse_modality(modalities)),
+                           "frame_stride": int(frame_stride), "tool_version": _version()}
             root = self._file.attrs
             root["schema"] = SCHEMA
-            root["backbone"] = backbone
-            root["weights"] = weights
-            root["modalities"] = ",".join(parse_modality(modalities))
-            root["frame_stride"] = int(frame_stride)
-            root["tool_version"] = _version()
-            for k, v in (attrs or {}).items():
+            for k, v in {**summary, **(attrs or {})}.items():
                 root[k] = v
         self._file.require_group(INSTANCES)
 
@@ -230,17 +326,13 @@ class FeatureReader(_H5Handle):
     def attrs(self) -> dict:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._h5().attrs.items()}
 
-    def settings(self) -> dict:
-        """The root attributes as plain JSON values (how the cache was made: backbone, weights,
-        modalities, sampling, flow method), for recording beside what is trained on it."""
-        out = {}
-        for k, v in self.attrs.items():
-            if isinstance(v, np.ndarray):
-                v = [x.decode() if isinstance(x, bytes) else x.item() if isinstance(x, np.generic) else x for x in v]
-            elif isinstance(v, np.generic):
-                v = v.item()
-            out[k] = v
-        return out
+    def settings(self) -> ExtractionSettings:
+        """How the cache was made (see :class:`ExtractionSettings`; older caches: from their
+        flat attributes)."""
+        try:
+            return ExtractionSettings.from_attrs(self.attrs)
+        except FeatureCacheError as exc:
+            raise FeatureCacheError(f"{self.path}: {exc}") from None
 
     def keys(self) -> list:
         return [k for k in self._h5()[INSTANCES].keys() if not k.startswith(".")]

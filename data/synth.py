@@ -355,7 +355,7 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
     """
     from tqdm import tqdm
 
-    from .features import FeatureWriter
+    from .features import ExtractionSettings, FeatureWriter
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -382,7 +382,8 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
         paths["features"] = out_dir / "features.h5"
         feat_rngs = np.random.SeedSequence(seed + 1).spawn(len(items))
         with atomic_path(paths["features"]) as tmp, FeatureWriter(
-                tmp, backbone="synthetic", weights="none", modalities=("rgb", "flow"),
+                tmp, settings=ExtractionSettings(backbone="synthetic", weights={"rgb": "none", "flow": "none"},
+                                                 modalities=("rgb", "flow"), dtype=cfg["dtype"]),
                 attrs={"synthetic_seed": seed}) as writer:
             for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not progress):
                 feats = _features(cfg, world, si, np.random.default_rng(ss))

@@ -19,6 +19,21 @@ BOUND = 20.0            # pixels; larger displacements are clipped
 STACK = 5               # fields per flow row (10 channels)
 
 
+# What each method's fields depend on besides the frames: recorded in the cache (the flow rows of
+# two caches are comparable only when these agree).
+METHOD_PARAMS: Dict[str, dict] = {
+    "tvl1": {"implementation": "opencv DualTVL1", "parameters": "opencv defaults"},
+    "dis": {"implementation": "opencv DIS", "preset": "medium"},
+    "farneback": {"implementation": "opencv Farneback", "pyr_scale": 0.5, "levels": 3, "winsize": 15,
+                  "iterations": 3, "poly_n": 5, "poly_sigma": 1.2},
+}
+
+
+def flow_parameters(method: str) -> dict:
+    """The parameters of ``method``'s flow rows, as the cache records them."""
+    return {**METHOD_PARAMS[method], "size": list(FLOW_SIZE), "bound": BOUND, "stack": STACK}
+
+
 def _tvl1():
     import cv2
 
@@ -35,7 +50,9 @@ def _dis():
 def _farneback():
     import cv2
 
-    return lambda a, b, _: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    p = METHOD_PARAMS["farneback"]
+    args = (p["pyr_scale"], p["levels"], p["winsize"], p["iterations"], p["poly_n"], p["poly_sigma"], 0)
+    return lambda a, b, _: cv2.calcOpticalFlowFarneback(a, b, None, *args)
 
 
 # name -> factory of a flow function (prev, next, None) -> (H, W, 2) float32. OpenCV's flow

@@ -21,11 +21,13 @@ import numpy as np
 
 from tapos.data.distributed import Distributed
 from tapos.data.errors import TaposError
-from tapos.data.features import parse_modality
+from tapos.data.features import ExtractionSettings, parse_modality
+from tapos.data.version import __version__
 
 from .batching import Batcher, ClipRows
 from .clips import clips_from_annotations, clips_from_folder
 from .decode import Clip, ClipReader, Sampling
+from .flow import flow_parameters
 from .store import PartStore, write_failures
 
 # One defaults dict; the CLI exposes each field as an option.
@@ -65,22 +67,18 @@ class Report:
     run_clips: int = 0                                  # clips of every rank (likewise)
 
 
-def _settings(opts, backbones) -> dict:
-    return {
-        "schema": "tapos-features/1", "backbone": "bninception", "modalities": list(opts["modalities"]),
-        "weights": {m: b.description for m, b in backbones.items()},
-        "flow": opts["flow"] if "flow" in opts["modalities"] else None,
-        "stride": opts["stride"], "fps": opts["fps"], "dtype": opts["dtype"],
-        "preprocessing": "rgb: short side 256 bilinear, centre crop 224, BGR minus (104,117,128); "
-                         "flow: 340x256 gray, clip +-20 -> 0..255, crop 224, 5 fields stacked, minus 128",
-    }
+PREPROCESSING = ("rgb: short side 256 bilinear, centre crop 224, BGR minus (104,117,128); "
+                 "flow: 340x256 gray, clip +-20 -> 0..255, crop 224, 5 fields stacked, minus 128")
 
 
-def _root_attrs(settings) -> dict:
-    weights = "; ".join(f"{m}: {d}" for m, d in settings["weights"].items())
-    return {"backbone": "bninception", "weights": weights, "modalities": tuple(settings["modalities"]),
-            "frame_stride": settings["stride"], "flow_method": settings["flow"] or "",
-            "sampling_fps": settings["fps"] or 0.0, "preprocessing": settings["preprocessing"]}
+def _settings(opts, backbones) -> ExtractionSettings:
+    """The record of how this run makes features (its parts must all agree on it)."""
+    flow = opts["flow"] if "flow" in opts["modalities"] else None
+    return ExtractionSettings(
+        backbone="bninception", weights={m: b.description for m, b in backbones.items()},
+        modalities=opts["modalities"], stride=opts["stride"], fps=opts["fps"], flow=flow,
+        flow_params=flow_parameters(flow) if flow else {}, dtype=opts["dtype"], preprocessing=PREPROCESSING,
+        tool_version=__version__)
 
 
 def _produce(jobs, out_q, store, opts, stop):
@@ -194,15 +192,14 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
         if dist.rank != 0:
             store.check_settings(settings, False)
         store.remove_stale_temporaries()
-        attrs = _root_attrs(settings)
         mine = list(clips)[dist.rank::dist.world]
         try:
-            _run(mine, store, opts, backbones, attrs, report, tqdm, show=opts["progress"] and dist.rank == 0,
+            _run(mine, store, opts, backbones, settings, report, tqdm, show=opts["progress"] and dist.rank == 0,
                  device=dist.device)
         finally:
             dist.barrier()
             if dist.rank == 0:
-                report.indexed = store.write_index(attrs)
+                report.indexed = store.write_index(settings)
         # rank 0 writes one report for all ranks (the clips each rank could not extract)
         report.run_failed, report.run_clips = len(report.failed), len(mine)
         everyone = dist.gather((report.failed, len(report.done), report.frames, len(mine)))
@@ -249,7 +246,7 @@ class _Writer:
         return self._error
 
 
-def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
+def _run(clips, store, opts, backbones, settings, report, tqdm, show, device):
     n_dec = decoder_count(opts["decoders"], device)
     queues = [queue.Queue(maxsize=4) for _ in range(n_dec)]
     stop = threading.Event()
@@ -279,7 +276,7 @@ def _run(clips, store, opts, backbones, attrs, report, tqdm, show, device):
         try:
             features = {m: np.concatenate(v).astype(dtype) for m, v in state.out.items()}
             index = np.concatenate(state.index)
-            store.write(state.clip.key, features, meta.fps, meta.num_frames, index, attrs,
+            store.write(state.clip.key, features, meta.fps, meta.num_frames, index, settings,
                         timestamps=meta.timestamps(index), frame_rate=meta.rate)
             report.done.append(state.clip.key)
             if meta.note:

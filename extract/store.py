@@ -28,7 +28,7 @@ from typing import Mapping, Optional
 import h5py
 
 from tapos.data.errors import FeatureCacheError
-from tapos.data.features import INSTANCES, FeatureReader, FeatureWriter, check_key
+from tapos.data.features import INSTANCES, ExtractionSettings, FeatureReader, FeatureWriter, check_key
 from tapos.data.io import atomic_path, atomic_write_text
 
 INDEX_ATTR = "parts_dir"  # root attribute that marks an index file (value: the parts folder name)
@@ -99,22 +99,21 @@ class PartStore:
             raise FeatureCacheError(f"{self.index}: exists and holds features of its own (a merged or foreign "
                                     "cache); extract into another file")
 
-    def check_settings(self, settings: Mapping, overwrite: bool) -> None:
+    def check_settings(self, settings: ExtractionSettings, overwrite: bool) -> None:
         """The parts of one output share their settings; a different run needs --overwrite."""
         path = self.parts / "settings.json"
         if path.exists() and not overwrite:
             try:
-                old = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                old = None
-            if old != json.loads(json.dumps(dict(settings))):
-                diff = sorted(k for k in set(old or {}) | set(settings) if (old or {}).get(k) != settings.get(k))
+                diff = ExtractionSettings.from_json(json.loads(path.read_text())).differences(settings)
+            except (OSError, ValueError, TypeError, FeatureCacheError):
+                diff = ["unreadable"]
+            if diff:
                 raise FeatureCacheError(
-                    f"{self.index}: was extracted with other settings ({', '.join(diff) or 'unreadable'}); "
+                    f"{self.index}: was extracted with other settings ({', '.join(sorted(diff))}); "
                     "use --overwrite to redo it or choose another output")
         self.parts.mkdir(parents=True, exist_ok=True)
         if overwrite or not path.exists():
-            atomic_write_text(path, json.dumps(dict(settings), indent=1, sort_keys=True))
+            atomic_write_text(path, json.dumps(settings.to_json(), indent=1, sort_keys=True))
 
     # -- parts ------------------------------------------------------------------------------------
     def part_path(self, key: str) -> Path:
@@ -150,15 +149,12 @@ class PartStore:
             return False
 
     def write(self, key: str, features: Mapping, fps: float, num_frames: int, frame_index,
-              root_attrs: Mapping, timestamps=None, frame_rate: Optional[float] = None) -> Path:
+              settings: ExtractionSettings, timestamps=None, frame_rate: Optional[float] = None) -> Path:
         """Write one part atomically (its temporary name carries this process's tag, so that
         :meth:`remove_stale_temporaries` can tell a dead process's leftovers)."""
         path = self.part_path(key)
-        attrs = dict(root_attrs)
         with atomic_path(path, self.parts / f".{key}.{self._tag}.tmp") as tmp:
-            with FeatureWriter(tmp, backbone=attrs.pop("backbone"), weights=attrs.pop("weights"),
-                               modalities=tuple(features), frame_stride=attrs.pop("frame_stride", 1),
-                               attrs=attrs) as writer:
+            with FeatureWriter(tmp, settings=settings) as writer:
                 writer.write(key, features, fps=fps, num_frames=num_frames, frame_index=frame_index,
                              timestamps=timestamps, frame_rate=frame_rate)
         return path
@@ -175,16 +171,13 @@ class PartStore:
         return sorted(p.stem for p in self.parts.glob("*.h5") if not p.name.startswith("."))
 
     # -- index ------------------------------------------------------------------------------------
-    def write_index(self, root_attrs: Mapping) -> int:
+    def write_index(self, settings: ExtractionSettings) -> int:
         """Rebuild the index from the parts present; repeated until no part appeared meanwhile
         (other processes may finish parts while it is written). Returns the instances linked."""
         while True:
             keys = self.keys()
-            attrs = dict(root_attrs)
             with atomic_path(self.index, self.index.with_name(f".{self.index.name}.{self._tag}.tmp")) as tmp:
-                with FeatureWriter(tmp, backbone=attrs.pop("backbone"), weights=attrs.pop("weights"),
-                                   modalities=attrs.pop("modalities"), frame_stride=attrs.pop("frame_stride", 1),
-                                   attrs={**attrs, INDEX_ATTR: self.parts.name}) as writer:
+                with FeatureWriter(tmp, settings=settings, attrs={INDEX_ATTR: self.parts.name}) as writer:
                     group = writer._file[INSTANCES]
                     for key in keys:
                         group[key] = h5py.ExternalLink(f"{self.parts.name}/{key}.h5", f"/{INSTANCES}/{key}")

@@ -21,6 +21,7 @@ from .bninception import IN_CHANNELS, BNInception, cross_modality_init
 IMAGENET_URL = "http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth"
 IMAGENET_FILE = IMAGENET_URL.rsplit("/", 1)[1]
 # torch hub's convention: the part of the file name after the last "-" starts the file's sha256
+CROSS_MODALITY = " (cross-modality init)"  # suffix of a flow net initialised from RGB weights
 IMAGENET_SHA256_PREFIX = IMAGENET_FILE.rsplit("-", 1)[1].split(".")[0]
 
 # TSN / DataParallel checkpoints wrap the keys as module.base_model.<key>
@@ -169,8 +170,20 @@ def resolve_weights(spec, modality: str, rgb_fallback: bool = True,
     if have == want:
         return state, description
     if modality == "flow" and have == IN_CHANNELS["rgb"] and rgb_fallback:
-        return cross_modality_init(state, want), description + " (cross-modality init)"
+        return cross_modality_init(state, want), description + CROSS_MODALITY
     raise WeightsError(f"{source}: conv1 takes {have} input channels but the {modality} network needs {want}")
+
+
+def weights_spec(description: str | None) -> str | None:
+    """The ``--weights`` value that reproduces a description :func:`resolve_weights` recorded
+    ("random", "imagenet"), or None when it names a file of the user's (the cross-modality
+    suffix is ignored: the same weights give it again)."""
+    description = (description or "").replace(CROSS_MODALITY, "")
+    if description == "random":
+        return "random"
+    if description.startswith(f"imagenet {IMAGENET_FILE}"):
+        return "imagenet"
+    return None
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source="state dict") -> nn.Module:

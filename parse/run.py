@@ -46,7 +46,7 @@ def train(method: str, features, annotations, out_dir=None, modality: str = "rgb
     if out:
         log.write()  # tuning on val (options set to "auto") adds to the best epoch's row after the last epoch
         save_model(parser, out, modality, {"features": str(features), "annotations": str(ann.path), "seed": seed,
-                                           "epochs": len(history), "feature_cache": train_ds.reader.settings()})
+                                           "epochs": len(history), "feature_cache": train_ds.reader.settings().to_json()})
         plot_history(history, out / "training.png", method)
     return parser, history
 

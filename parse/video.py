@@ -14,46 +14,27 @@ from typing import Optional
 from tapos.data.clock import frames_to_seconds, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frame_at
-from tapos.data.features import FeatureReader, parse_modality
+from tapos.data.features import ExtractionSettings, FeatureReader, parse_modality
 from tapos.data.io import atomic_write_text
 
 from tapos.extract import Clip, extract
 from tapos.extract.backbone import FEATURE_DIM
-from tapos.extract.weights import resolve_weights
+from tapos.extract.weights import CROSS_MODALITY, resolve_weights, weights_spec
 
 from .checkpoint import load_model
 from .figures import plot_timeline
 from .segments import spans
 from .timeline import segment_centres
 
-IMAGENET_FILE = "bn_inception-52deb4733.pth"  # the name resolve_weights records for --weights imagenet
 
-
-def _recorded(model_dir: Path) -> dict:
+def _recorded(model_dir: Path) -> ExtractionSettings:
+    """How the model's training cache was made (its ``config.json`` records it)."""
     path = model_dir / "config.json" if model_dir.is_dir() else model_dir.with_name("config.json")
     try:
-        return json.loads(path.read_text()).get("feature_cache", {}) if path.is_file() else {}
+        doc = json.loads(path.read_text()).get("feature_cache", {}) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _recorded_weights(cache: dict) -> dict:
-    """``{modality: description}`` from the cache's ``weights`` attribute ("rgb: ...; flow: ...")."""
-    out = {}
-    for part in str(cache.get("weights", "")).split("; "):
-        m, sep, desc = part.partition(": ")
-        if sep:
-            out[m] = desc
-    return out
-
-
-def _spec_for(description: Optional[str]) -> Optional[str]:
-    """The ``--weights`` value that reproduces a recorded description, when it is not a file of the user's."""
-    if description == "random":
-        return "random"
-    if description and description.startswith(IMAGENET_FILE):
-        return "imagenet"
-    return None
+        doc = {}
+    return ExtractionSettings.from_attrs(doc) if doc else ExtractionSettings(backbone="bninception")
 
 
 def extraction_options(model_dir, modalities, weights=None, flow_weights=None, flow=None, stride=None,
@@ -62,20 +43,19 @@ def extraction_options(model_dir, modalities, weights=None, flow_weights=None, f
     recorded values, and weights that differ from the recorded ones are refused."""
     model_dir = Path(model_dir)
     cache = _recorded(model_dir)
-    backbone = cache.get("backbone")
-    if backbone is not None and backbone != "bninception":
-        raise TaposError(f"{model_dir}: the model was trained on {backbone} features, not on tapos-extract "
+    if cache.backbone != "bninception":
+        raise TaposError(f"{model_dir}: the model was trained on {cache.backbone} features, not on tapos-extract "
                          f"(bninception) features; parsing a video needs a model trained on a tapos-extract cache")
-    recorded = _recorded_weights(cache)
+    recorded = cache.weights
     if weights is None:
         desc = recorded.get("rgb") or recorded.get("flow")
-        weights = _spec_for(desc.replace(" (cross-modality init)", "")) if desc else "imagenet"
+        weights = weights_spec(desc) if desc else "imagenet"
         if weights is None:
             raise TaposError(f"{model_dir}: its features were extracted with weights {desc!r}; "
                              f"pass that file with --weights PATH")
-    if flow_weights is None and "flow" in modalities and not recorded.get("flow", "").endswith("(cross-modality init)"):
-        if "flow" in recorded and _spec_for(recorded["flow"]) != weights:
-            flow_weights = _spec_for(recorded["flow"])
+    if flow_weights is None and "flow" in modalities and not recorded.get("flow", "").endswith(CROSS_MODALITY):
+        if "flow" in recorded and weights_spec(recorded["flow"]) != weights:
+            flow_weights = weights_spec(recorded["flow"])
             if flow_weights is None:
                 raise TaposError(f"{model_dir}: its flow features were extracted with weights {recorded['flow']!r}; "
                                  f"pass that file with --flow-weights PATH")
@@ -87,12 +67,9 @@ def extraction_options(model_dir, modalities, weights=None, flow_weights=None, f
                 raise TaposError(f"--weights {spec}: gives {m} weights {desc!r} but the model was trained on "
                                  f"features from {recorded[m]!r}")
     opts = {"modalities": tuple(modalities), "weights": weights, "flow_weights": flow_weights}
-    opts["flow"] = flow or cache.get("flow_method") or "tvl1"
+    opts["flow"] = flow or cache.flow or "tvl1"
     if stride is None and fps is None:
-        stride = int(cache.get("frame_stride", 1) or 1)
-        fps = float(cache.get("sampling_fps", 0.0)) or None
-        if fps:
-            stride = 1
+        stride, fps = (1, cache.fps) if cache.fps else (cache.stride, None)
     opts["stride"], opts["fps"] = stride or 1, fps
     return opts
 

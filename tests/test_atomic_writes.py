@@ -9,6 +9,7 @@ import pytest
 import tapos.data.io as io_module
 from tapos.data import load_annotations, save_annotations, save_predictions, tapos_to_gebd
 from tapos.data.ffmpeg import VideoError, encode_video, probe
+from tapos.data.features import ExtractionSettings
 from tapos.data.gebd import save_gebd
 from tapos.data.io import atomic_path, atomic_write_text
 from tapos.data.plotting import pyplot, save_figure
@@ -31,9 +32,9 @@ def _figure():
 def _part(tmp_path, value):
     store = PartStore(tmp_path / "f.h5")
     store.parts.mkdir(parents=True, exist_ok=True)
-    attrs = {"backbone": "b", "weights": "w", "modalities": ("rgb",), "frame_stride": 1}
-    store.write("k", {"rgb": np.full((3, 4), value, np.float32)}, 25.0, 3, np.arange(3), attrs)
-    store.write_index(attrs)
+    settings = ExtractionSettings(backbone="b", weights={"rgb": "w"})
+    store.write("k", {"rgb": np.full((3, 4), value, np.float32)}, 25.0, 3, np.arange(3), settings)
+    store.write_index(settings)
     return store
 
 

@@ -106,6 +106,20 @@ def test_other_settings_need_overwrite(video_dir, reference, tmp_path):
     assert "Traceback" not in proc.stderr and out.read_bytes() == before
 
 
+def test_resumes_a_run_started_before_the_settings_record(video_dir, reference, tmp_path):
+    out = tmp_path / "feats.h5"
+    shutil.copy(reference, out)
+    shutil.copytree(parts_dir(reference), parts_dir(out))
+    path = parts_dir(out) / "settings.json"
+    old = json.loads(path.read_text())
+    assert old["stride"] == 2 and old["weights"] == {"rgb": "random"} and old["tool_version"]
+    for name in ("flow_params", "tool_version"):  # what the older settings.json did not hold
+        del old[name]
+    path.write_text(json.dumps({**old, "schema": "tapos-features/1"}))
+    proc = run(video_dir, out, *ARGS)
+    assert "0 extracted" in proc.stdout and "5 already done" in proc.stdout
+
+
 def test_refuses_to_replace_a_cache_it_did_not_write(video_dir, tmp_path, synth_dir):
     out = tmp_path / "features.h5"
     shutil.copy(synth_dir / "features.h5", out)

@@ -1,3 +1,4 @@
+import json
 import h5py
 import numpy as np
 import pytest
@@ -174,3 +175,39 @@ def test_row_times_are_stored_and_derived_for_older_caches(tmp_path):
     assert r.info("new").frame_rate == 15 and r.timestamps("new").tolist() == pytest.approx([0, 2 / 15, 4 / 15, 6 / 15, 8 / 15])
     assert r.info("old").frame_rate == 15 and r.timestamps("old").tolist() == pytest.approx(r.timestamps("new").tolist())
     assert r.timestamps("plain").tolist() == pytest.approx([t / 25 for t in range(5)])
+
+
+def test_extraction_settings_one_record_in_attributes_json_and_older_caches(tmp_path):
+    from tapos.data import ExtractionSettings
+
+    rec = ExtractionSettings(backbone="bninception", weights={"rgb": "random", "flow": "random (cross-modality init)"},
+                             modalities="rgb+flow", fps=4.0, flow="dis", flow_params={"preset": "medium"},
+                             dtype="float16", tool_version="9.9")
+    path = tmp_path / "f.h5"
+    with FeatureWriter(path, settings=rec) as w:
+        w.write("a", {"rgb": np.ones((2, 3)), "flow": np.ones((2, 3))}, fps=4.0, num_frames=12)
+    with h5py.File(path, "r") as f:  # the schema's flat summary for plain-h5py readers
+        assert f.attrs["weights"] == "rgb: random; flow: random (cross-modality init)"
+        assert f.attrs["modalities"] == "rgb,flow" and f.attrs["frame_stride"] == 1
+    with FeatureReader(path) as r:
+        assert r.settings() == rec
+    assert ExtractionSettings.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+    assert ExtractionSettings.from_attrs(rec.to_json()) == rec  # a model's config.json holds the JSON form
+    # a cache written before the record: its flat attributes say the same
+    legacy = {"backbone": "bninception", "weights": "rgb: random; flow: random (cross-modality init)",
+              "modalities": np.array(["rgb", "flow"]), "frame_stride": 1, "flow_method": "dis", "sampling_fps": 4.0}
+    old = ExtractionSettings.from_attrs(legacy)
+    assert (old.weights, old.modalities, old.fps, old.flow, old.flow_params) == (rec.weights, ("rgb", "flow"), 4.0,
+                                                                                 "dis", None)
+    # parts of one cache must agree; unrecorded flow parameters and the tool version do not count
+    assert old.differences(rec) == ["dtype"]
+    assert ExtractionSettings.from_attrs({"weights": "imagenet", "modalities": "rgb"}).weights == {"rgb": "imagenet"}
+    assert rec.differences(ExtractionSettings(**{**rec.to_json(), "stride": 2, "tool_version": "1"})) == ["stride"]
+
+
+def test_weights_spec_inverts_the_recorded_description():
+    from tapos.extract.weights import CROSS_MODALITY, IMAGENET_FILE, weights_spec
+
+    assert weights_spec(f"imagenet {IMAGENET_FILE} sha256:52deb4733abc") == "imagenet"
+    assert weights_spec(f"imagenet {IMAGENET_FILE} sha256:52deb4733abc{CROSS_MODALITY}") == "imagenet"
+    assert weights_spec("random") == "random" and weights_spec("mine.pth sha256:0123") is None
