@@ -6,6 +6,7 @@ statistics, the synthetic dataset and the one ffmpeg wrapper. This package
 imports no stage.
 """
 from .annotations import (
+    SPLITS,
     SUBSETS,
     Annotations,
     Instance,
@@ -17,7 +18,7 @@ from .annotations import (
     split_key,
 )
 from .errors import AnnotationError, FeatureCacheError, PredictionError, TaposError, UnsafePickleError
-from .features import SCHEMA, ExtractionSettings, FeatureReader, FeatureWriter, InstanceInfo, parse_modality
+from .features import DTYPES, MODALITY_CHOICES, SCHEMA, ExtractionSettings, FeatureReader, FeatureWriter, InstanceInfo, parse_modality
 from .gebd import GebdVideo, gebd_to_tapos, load_gebd, save_gebd, tapos_to_gebd
 from .io import safe_load_pickle
 from .predictions import load_predictions, save_predictions
@@ -34,9 +35,9 @@ def __getattr__(name):
 
 
 __all__ = [
-    "SUBSETS", "Annotations", "Instance", "annotations_from_dict", "load_annotations", "parse_instance_id",
+    "SPLITS", "SUBSETS", "Annotations", "Instance", "annotations_from_dict", "load_annotations", "parse_instance_id",
     "rescale_boundaries", "save_annotations", "split_key", "AnnotationError", "FeatureCacheError",
-    "PredictionError", "TaposError", "UnsafePickleError", "SCHEMA", "ExtractionSettings", "FeatureReader", "FeatureWriter",
+    "PredictionError", "TaposError", "UnsafePickleError", "DTYPES", "MODALITY_CHOICES", "SCHEMA", "ExtractionSettings", "FeatureReader", "FeatureWriter",
     "InstanceInfo", "parse_modality", "GebdVideo", "gebd_to_tapos", "load_gebd", "save_gebd", "tapos_to_gebd",
     "safe_load_pickle", "load_predictions", "save_predictions", "FeatureDataset", "__version__",
 ]

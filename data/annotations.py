@@ -28,6 +28,7 @@ import numpy as np
 from .errors import AnnotationError
 
 SUBSETS = ("train", "val", "test")
+SPLITS = SUBSETS + ("all",)  # what commands accept: one subset or every instance
 REQUIRED_FIELDS = ("action", "substages", "total_frames", "shot_timestamps", "subset")
 INSTANCE_ID_RE = re.compile(r"^s(\d+)_(\d+)_(\d{3})_(\d+)_(\d{3})$")
 UNKNOWN_ACTION = -1  # action of an instance converted from a file that carries no class

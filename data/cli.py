@@ -6,12 +6,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .annotations import SUBSETS, load_annotations, save_annotations
+from .annotations import SPLITS, SUBSETS, load_annotations, save_annotations
 from .cli_utils import TaposGroup, echo_table, parse_overrides
 from .errors import TaposError
 from .version import __version__
-
-SPLITS = list(SUBSETS) + ["all"]
 
 
 @click.group(cls=TaposGroup, context_settings={"help_option_names": ["-h", "--help"]})

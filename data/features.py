@@ -36,6 +36,8 @@ from .errors import FeatureCacheError
 
 SCHEMA = "tapos-features/1"
 MODALITIES = ("rgb", "flow")
+MODALITY_CHOICES = ("rgb", "flow", "rgb+flow")  # what a parser or a TSN reads (rgb+flow: concatenated)
+DTYPES = ("float16", "float32")  # stored feature types
 INSTANCES = "instances"
 
 

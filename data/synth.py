@@ -32,6 +32,7 @@ from scipy.signal import lfilter
 from .annotations import Instance, save_annotations
 from .gebd import GebdVideo, save_gebd
 from .io import atomic_path, atomic_write_text
+from .options import apply_options
 
 DEFAULTS = {
     "instances": 240,            # instances in total (train + val)
@@ -263,10 +264,7 @@ def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None,
         cfg["instances"] = n_instances
     if n_classes is not None:
         cfg["classes"] = n_classes
-    unknown = set(overrides) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown synthetic option(s): {', '.join(sorted(unknown))}")
-    cfg.update(overrides)
+    cfg = apply_options(cfg, overrides, "synthetic dataset")
     cfg["seed"] = seed
     rng = np.random.default_rng(seed)
     world = _World(cfg, rng)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tapos.data.annotations import SUBSETS, load_annotations
+from tapos.data.annotations import SPLITS, load_annotations
 from tapos.data.cli_utils import TaposGroup, echo_table
 from tapos.data.gebd import load_gebd
 from tapos.data.io import atomic_write_text
@@ -88,7 +88,7 @@ def gebd(gt, pred, json_out, plot, min_consistency):
 @main.command()
 @click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("pred", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--split", type=click.Choice(list(SUBSETS) + ["all"]), default="val", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True)
 @_json_opt
 @_plot_opt
 @click.option("--by-class", is_flag=True,

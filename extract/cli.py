@@ -6,9 +6,12 @@ from pathlib import Path
 
 import click
 
+from tapos.data.annotations import SUBSETS
 from tapos.data.cli_utils import DefaultCommandGroup
+from tapos.data.features import DTYPES
 from tapos.data.version import __version__
 
+from .backbone import PRECISIONS
 from .flow import FLOW_METHODS
 from .pipeline import DEFAULTS
 
@@ -34,20 +37,20 @@ def main():
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path),
               help="tapos_annotation.json: cut each instance out of VIDEOS/<youtube_id>.<ext>, keyed globally.")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), help="With --annotations: one subset only.")
-@click.option("--modality", default="rgb", show_default=True, help="rgb, flow or rgb,flow.")
+@click.option("--split", type=click.Choice(SUBSETS), help="With --annotations: one subset only.")
+@click.option("--modality", default=",".join(DEFAULTS["modalities"]), show_default=True, help="rgb, flow or rgb,flow.")
 @click.option("--flow", "flow_method", type=click.Choice(sorted(FLOW_METHODS)), default=DEFAULTS["flow"],
               show_default=True, help="Optical flow: tvl1 (the paper's, slow on CPU), dis (fast), farneback.")
 @click.option("--weights", default=DEFAULTS["weights"], show_default=True,
               help="imagenet (downloaded once into the torch hub cache), random (tests, demos) or a .pth file.")
 @click.option("--flow-weights", help="Weights of the flow net (default: TSN's cross-modality init from --weights).")
-@click.option("--stride", type=click.IntRange(1), default=1, show_default=True, help="Keep every S-th frame (of the clip resampled by its timestamps to its own rate).")
+@click.option("--stride", type=click.IntRange(1), default=DEFAULTS["stride"], show_default=True, help="Keep every S-th frame (of the clip resampled by its timestamps to its own rate).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Rows at this rate instead (row t: the frame nearest t/F s).")
 @click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS["batch_size"], show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (under torchrun: cuda = cuda:LOCAL_RANK).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+@click.option("--device", default=DEFAULTS["device"], show_default=True, help="cpu, cuda, cuda:1 (under torchrun: cuda = cuda:LOCAL_RANK).")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=DEFAULTS["precision"], show_default=True,
               help="Autocast precision on CUDA.")
-@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS["dtype"], show_default=True,
               help="Stored feature type.")
 @click.option("--decoders", type=click.IntRange(1), default=DEFAULTS["decoders"],
               help="Clips decoded ahead in parallel (default: 2 on CPU; on CUDA half this process's cores, 2-8).")

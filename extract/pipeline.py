@@ -22,6 +22,7 @@ import numpy as np
 from tapos.data.distributed import Distributed
 from tapos.data.errors import TaposError
 from tapos.data.features import ExtractionSettings, parse_modality
+from tapos.data.options import apply_options
 from tapos.data.version import __version__
 
 from .batching import Batcher, ClipRows
@@ -161,10 +162,7 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
     cut from their source videos there) into the cache ``out``; see :data:`DEFAULTS`."""
     from tqdm import tqdm
 
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    opts = {**DEFAULTS, **options}
+    opts = apply_options(DEFAULTS, options, "extraction")
     opts["modalities"] = parse_modality(opts["modalities"])
     Sampling(opts["stride"], opts["fps"])  # validates
     _check_device(opts["device"], opts["precision"])

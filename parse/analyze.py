@@ -36,6 +36,7 @@ import pandas as pd
 from tapos.data.annotations import Annotations, load_annotations
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
+from tapos.data.options import apply_options
 
 from .checkpoint import load_model
 from .registry import PARSERS
@@ -258,10 +259,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
     from scipy.special import softmax
     from tqdm import tqdm
 
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    opts = {**DEFAULTS, **options}
+    opts = apply_options(DEFAULTS, options, "analysis")
     parser, modality = load_model(model_dir)
     if parser.name not in methods_with_patterns():
         raise TaposError(f"{model_dir}: method {parser.name} learns no sub-action patterns; analyze needs one of "

@@ -17,6 +17,7 @@ import torch
 from tapos.data.clock import row_boundary_frames
 from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
+from tapos.data.options import apply_options
 
 from .segments import merge_short_segments
 
@@ -77,11 +78,7 @@ class Parser:
     normalize = True  # standardize features with training statistics before the method sees them
 
     def __init__(self, **config):
-        unknown = set(config) - set(self.DEFAULTS)
-        if unknown:
-            raise TaposError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(self.DEFAULTS)})")
-        self.config = {**self.DEFAULTS, **config}
+        self.config = apply_options(self.DEFAULTS, config, self.name)
         self.dim: Optional[int] = None
         self.num_classes: Optional[int] = None
         self.mean: Optional[np.ndarray] = None

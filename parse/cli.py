@@ -7,13 +7,17 @@ from pathlib import Path
 
 import click
 
+from tapos.data.annotations import SPLITS
 from tapos.data.cli_utils import TaposGroup, echo_table, parse_overrides
+from tapos.data.features import MODALITY_CHOICES
 from tapos.data.predictions import save_predictions
 from tapos.data.version import __version__
 
-from .registry import PARSERS
+from tapos.extract.flow import FLOW_METHODS
 
-_MODALITIES = ["rgb", "flow", "rgb+flow"]
+from .analyze import DEFAULTS as ANALYSIS
+from .registry import PARSERS
+from .run import RUN_DEFAULTS
 
 
 @click.group(cls=TaposGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,7 +26,7 @@ def main():
     """Temporal action parsing on cached features: TransParser and its baselines.
 
     \b
-    Methods: transparser, kmeans, isba, ctm, tcn, pa (tapos-parse methods lists their options).
+    Methods: see tapos-parse methods (each with its options and defaults).
     \b
     Example:
       tapos-parse train --method transparser --features feats.h5 --annotations tapos_annotation.json --out runs/tp
@@ -41,11 +45,12 @@ def main():
               help="tapos_annotation.json: trains on `train`, validates on `val`.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model directory: config.json, model.pt, log.csv, training.png.")
-@click.option("--modality", type=click.Choice(_MODALITIES), default="rgb+flow", show_default=True)
+@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"], show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Default: the method's own.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Training is deterministic on CPU for a seed.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+@click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True,
+              help="Training is deterministic on CPU for a seed.")
+@click.option("--device", default=RUN_DEFAULTS["device"], show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--workers", type=click.IntRange(0), default=RUN_DEFAULTS["num_workers"], show_default=True,
               help="DataLoader processes reading the cache.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a method default (value as JSON), e.g. --set min_segment=3.")
@@ -85,7 +90,7 @@ def train(method, features, annotations, out_dir, modality, epochs, seed, device
 @click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Predict the instances of --split, in annotation frames. Without: every cached instance.")
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="val", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default=RUN_DEFAULTS["split"], show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Prediction file {key: [boundary, ...]} for tapos-evaluate.")
 @click.option("--seconds", is_flag=True, help="Boundaries in seconds from the instance start (GEBD protocol).")
@@ -112,13 +117,14 @@ def predict(model_dir, features, annotations, split, out, seconds):
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Report directory: index.html, img/, CSV and JSON tables.")
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="val", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default=ANALYSIS["split"], show_default=True)
 @click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Instance clips (<key>.mp4) or source videos (<youtube_id>.mp4): exemplar thumbnails.")
 @click.option("--truth", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="synth_truth.json of a synthetic dataset: measure recovery of its planted shared sub-actions.")
-@click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Exemplar frames per pattern.")
-@click.option("--min-share", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+@click.option("--top", type=click.IntRange(1), default=ANALYSIS["top"], show_default=True,
+              help="Exemplar frames per pattern.")
+@click.option("--min-share", type=click.FloatRange(0, 1), default=ANALYSIS["min_share"], show_default=True,
               help="A class uses a pattern when this share of its frames has it as argmax.")
 def analyze(model_dir, features, annotations, out_dir, split, videos, truth, top, min_share):
     """Mine what the learned sub-action patterns say about the actions (paper 5.2, 6.4).
@@ -181,11 +187,11 @@ def show(model_dir, features, annotations, key, out, videos):
 @click.option("--weights", default=None, help="imagenet, random or a .pth file. Default: those the model's "
               "training features were extracted with (recorded in its config.json).")
 @click.option("--flow-weights", default=None, help="Flow network weights (default: as recorded).")
-@click.option("--flow", type=click.Choice(["tvl1", "dis", "farneback"]), default=None,
+@click.option("--flow", type=click.Choice(sorted(FLOW_METHODS)), default=None,
               help="Flow method (default: as recorded).")
 @click.option("--stride", type=click.IntRange(1), default=None, help="Default: as recorded.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: as recorded.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default=RUN_DEFAULTS["device"], show_default=True)
 @click.option("--overwrite", is_flag=True, help="Re-extract the clip's features already in OUT (other settings).")
 def video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, device, overwrite):
     """Parse a video of your own: extract its features, predict its sub-actions, draw them.

@@ -20,13 +20,25 @@ from .checkpoint import load_model, save_model
 from .registry import get_parser
 
 
+# What train and predict do unless told otherwise (their arguments; tapos-parse shows these)
+RUN_DEFAULTS = {
+    "modality": "rgb+flow",  # features the parser reads (one of tapos.data.MODALITY_CHOICES)
+    "epochs": None,          # None: the method's own
+    "seed": 0,               # training is deterministic on CPU for a seed
+    "device": "cpu",
+    "num_workers": 0,        # DataLoader processes reading the cache
+    "split": "val",          # instances predicted (one of tapos.data.SPLITS)
+}
+
+
 def _annotations(annotations) -> Annotations:
     return annotations if isinstance(annotations, Annotations) else load_annotations(annotations)
 
 
-def train(method: str, features, annotations, out_dir=None, modality: str = "rgb+flow",
-          epochs: Optional[int] = None, seed: int = 0, device: str = "cpu", overrides: Optional[dict] = None,
-          progress: bool = True, num_workers: int = 0):
+def train(method: str, features, annotations, out_dir=None, modality: str = RUN_DEFAULTS["modality"],
+          epochs: Optional[int] = RUN_DEFAULTS["epochs"], seed: int = RUN_DEFAULTS["seed"],
+          device: str = RUN_DEFAULTS["device"], overrides: Optional[dict] = None, progress: bool = True,
+          num_workers: int = RUN_DEFAULTS["num_workers"]):
     """Fit ``method`` on the ``train`` subset, validating on ``val`` after each epoch (the best
     epoch is kept). With ``out_dir``: ``config.json``, ``model.pt``, ``log.csv`` (written after
     every epoch) and ``training.png``. Returns ``(parser, history)``."""
@@ -75,7 +87,7 @@ def plot_history(history: list, path, title: str = "") -> Path:
     return save_figure(fig, path)
 
 
-def predict(model_dir, features, annotations=None, split: str = "val", seconds: bool = False,
+def predict(model_dir, features, annotations=None, split: str = RUN_DEFAULTS["split"], seconds: bool = False,
             progress: bool = True) -> dict:
     """``{key: boundaries}`` for the instances of ``split`` (with annotations: annotation frames,
     or seconds from the instance start) or for every instance of the cache (without annotations:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 from tapos.data.clock import frames_to_seconds, row_frames
 from tapos.data.errors import TaposError

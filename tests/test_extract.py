@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tapos.data import FeatureDataset, FeatureReader, load_annotations
-from tapos.data.errors import FeatureCacheError
+from tapos.data.errors import FeatureCacheError, TaposError
 from tapos.extract import Clip, clips_from_annotations, extract, read_clip
 from tapos.extract.backbone import Backbone
 from tapos.extract.store import parts_dir
@@ -279,7 +279,7 @@ def test_independent_processes_on_one_output(video_dir, reference, tmp_path):
 
 
 def test_library_options_and_missing_input(tmp_path):
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(TaposError, match="unknown option"):
         extract(tmp_path, tmp_path / "x.h5", colour="red")
     proc = run(tmp_path / "nothing", tmp_path / "x.h5", "--weights", "random", check=False)
     assert proc.returncode == 1 and "nothing: no such file or folder" in proc.stderr

@@ -93,3 +93,14 @@ def test_boundary_rows_to_frames():
     assert row_boundary_frames([0, 3, 5, 5, 9], np.arange(8) * 1.0).tolist() == [3, 5]
     # halfway between the rows either side, plus half a frame (the clock's rule)
     assert row_boundary_frames([2, 3], np.array([0.0, 1.4, 2.6, 3.5])).tolist() == pytest.approx([2.5, 3.55])
+
+
+def test_apply_options_refuses_unknown_names_with_a_suggestion():
+    from tapos.data.errors import TaposError
+    from tapos.data.options import apply_options
+
+    defaults = {"lr": 0.1, "epochs": 3}
+    assert apply_options(defaults, {"lr": 0.5}, "x") == {"lr": 0.5, "epochs": 3} and defaults["lr"] == 0.1
+    assert apply_options(defaults, None, "x") == defaults
+    with pytest.raises(TaposError, match=r"^tcn: unknown option\(s\) epoch \(known: lr, epochs\); did you mean epochs\?$"):
+        apply_options(defaults, {"epoch": 4}, "tcn")

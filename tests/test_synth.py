@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from tapos.data import FeatureReader, load_annotations, load_gebd
+from tapos.data import FeatureReader, TaposError, load_annotations, load_gebd
 from tapos.data.ffmpeg import probe
 from tapos.data.synth import write_dataset
 
@@ -93,7 +93,7 @@ def test_videos_match_annotations(tmp_path):
 
 
 def test_unknown_option(tmp_path):
-    with pytest.raises(ValueError, match="unknown synthetic option"):
+    with pytest.raises(TaposError, match="synthetic dataset: unknown option"):
         write_dataset(tmp_path, n_instances=3, nonsense=1)
 
 

@@ -59,7 +59,7 @@ def test_parsed_boundaries_drive_the_snippets(tmp_path):
         train(feats, ann, "parsed", "rgb", boundaries={instances[0].key: [50]}, progress=False, overrides=FAST)
     with pytest.raises(TaposError, match="needs predicted boundaries"):
         train(feats, ann, "parsed", "rgb", progress=False, overrides=FAST)
-    with pytest.raises(TaposError, match="unknown TSN option"):
+    with pytest.raises(TaposError, match="TSN: unknown option"):
         train(feats, ann, "uniform", "rgb", progress=False, overrides={"lr_decay": 1})
 
 

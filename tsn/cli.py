@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from tapos.data.cli_utils import DefaultCommandGroup, echo_table, parse_overrides
+from tapos.data.features import MODALITY_CHOICES
 from tapos.data.errors import TaposError
 from tapos.data.io import atomic_write_text
 from tapos.data.version import __version__
 
 from .data import SAMPLINGS
-from .run import DEFAULTS
+from .run import DEFAULTS, INPUTS, RUN_DEFAULTS
 
 
 @click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,7 +32,7 @@ def main():
 
 
 @main.command()
-@click.option("--input", "input_kind", type=click.Choice(["features", "frames"]), default="features",
+@click.option("--input", "input_kind", type=click.Choice(INPUTS), default=RUN_DEFAULTS["input"],
               show_default=True, help="features: a head on cached features (fast, CPU); frames: fine-tune "
                                       "BNInception end to end on video frames (GPUs; torchrun for several).")
 @click.option("--features", type=click.Path(dir_okay=False, path_type=Path),
@@ -40,17 +41,17 @@ def main():
               help="With --input frames: instance clips (<key>.mp4) or source videos (<youtube_id>.mp4).")
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="tapos_annotation.json: trains on `train`, evaluates on `val`.")
-@click.option("--sampling", type=click.Choice(SAMPLINGS), default="uniform", show_default=True,
+@click.option("--sampling", type=click.Choice(SAMPLINGS), default=RUN_DEFAULTS["sampling"], show_default=True,
               help="uniform: TSN's even segments; aligned: annotated sub-actions; parsed: --boundaries.")
 @click.option("--boundaries", type=click.Path(dir_okay=False, path_type=Path),
               help="With --sampling parsed: tapos-parse predict output covering train and val (--split all).")
-@click.option("--modality", type=click.Choice(["rgb", "flow", "rgb+flow"]), default="rgb+flow", show_default=True,
+@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"], show_default=True,
               help="rgb+flow trains both and fuses their scores 1:1.5.")
 @click.option("--segments", type=click.IntRange(1), default=DEFAULTS["segments"], show_default=True,
               help="Snippets per instance.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help=f"Default {DEFAULTS['epochs']}.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True)
+@click.option("--device", default=RUN_DEFAULTS["device"], show_default=True)
 @click.option("--label", help="Row name in the results table (default: the sampling, or parsed (<file stem>)).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a default (value as JSON): " + ", ".join(DEFAULTS) + "; with --input frames "

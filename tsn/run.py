@@ -15,6 +15,7 @@ from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
 from tapos.data.features import parse_modality
 from tapos.data.io import CsvLog, atomic_path, atomic_write_bytes, atomic_write_text
+from tapos.data.options import apply_options
 from tapos.data.predictions import load_predictions
 from tapos.data.version import __version__
 
@@ -35,6 +36,15 @@ DEFAULTS = {
     "dropout": 0.5,         # before the classifier (TSN uses 0.8 RGB / 0.7 flow when fine-tuning the CNN)
     "fusion": {"rgb": 1.0, "flow": 1.5},  # late fusion weights of the softmax scores (TSN's 1:1.5)
 }
+# What a run trains on unless told otherwise (the arguments of train; tapos-tsn shows these)
+RUN_DEFAULTS = {
+    "sampling": "uniform",   # uniform (TSN), aligned (annotated sub-actions) or parsed (predicted)
+    "modality": "rgb+flow",  # one TSN per modality, fused late
+    "seed": 0,
+    "device": "cpu",
+    "input": "features",     # one of INPUTS
+}
+INPUTS = ("features", "frames")  # a head on cached features, or BNInception fine-tuned on frames
 
 
 def _annotations(annotations) -> Annotations:
@@ -97,9 +107,10 @@ def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_
     return model
 
 
-def train(features, annotations, sampling: str = "uniform", modality: str = "rgb+flow", out_dir=None,
-          boundaries=None, seed: int = 0, device: str = "cpu", overrides: Optional[dict] = None,
-          progress: bool = True, label: Optional[str] = None, input: str = "features", videos=None):
+def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"], modality: str = RUN_DEFAULTS["modality"],
+          out_dir=None, boundaries=None, seed: int = RUN_DEFAULTS["seed"], device: str = RUN_DEFAULTS["device"],
+          overrides: Optional[dict] = None, progress: bool = True, label: Optional[str] = None,
+          input: str = RUN_DEFAULTS["input"], videos=None):
     """Train one TSN per modality on ``train`` and evaluate on ``val``; the reported numbers are
     the last epoch's (no model selection on val). ``input="features"`` trains the head on cached
     features (``features`` is the cache); ``"frames"`` fine-tunes BNInception on the frames of the
@@ -108,12 +119,9 @@ def train(features, annotations, sampling: str = "uniform", modality: str = "rgb
     from .finetune import FRAME_DEFAULTS
 
     defaults = FRAME_DEFAULTS if input == "frames" else DEFAULTS
-    unknown = set(overrides or {}) - set(defaults)
-    if unknown:
-        raise TaposError(f"unknown TSN option(s): {', '.join(sorted(unknown))} (known: {', '.join(defaults)})")
+    cfg = apply_options(defaults, overrides, "TSN")
     if input == "frames" and videos is None:
         raise TaposError("--input frames needs --videos DIR")
-    cfg = {**defaults, **(overrides or {})}
     ann = _annotations(annotations)
     mods = parse_modality(modality)
     if isinstance(boundaries, (str, Path)):
