@@ -24,7 +24,7 @@ import pandas as pd
 from tapos.data import FeatureDataset, load_annotations
 from tapos.data.synth import write_dataset
 from tapos.evaluate import evaluate_tapos
-from tapos.parse import FitOptions, get_parser, predict_dataset
+from tapos.parse import PARSERS, FitOptions, get_parser, predict_dataset
 
 BASELINES = ["kmeans", "isba", "ctm", "tcn", "pa"]
 SMOOTHING = (1, 2, 3, 4, 6, 8)
@@ -42,7 +42,7 @@ def scores(parser, val):
 
 
 def fit(name, train, val, epochs, seed, **cfg):
-    if epochs and name not in ("kmeans", "pa"):
+    if epochs and PARSERS[name].has_epochs:
         cfg.setdefault("epochs", epochs)
     parser = get_parser(name, **cfg)
     t = time.time()

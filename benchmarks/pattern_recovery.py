@@ -18,6 +18,7 @@ import pandas as pd
 
 from tapos.data.synth import write_dataset
 from tapos.parse.analyze import analyze
+from tapos.parse import PARSERS
 from tapos.parse.run import train
 
 
@@ -41,7 +42,8 @@ def main():
             t = time.time()
             model = data / "models" / f"{method}_{seed}{args.tag}"
             overrides = json.loads(args.overrides) if method == "transparser" else {}
-            _, history = train(method, feats, ann, model, "rgb+flow", args.epochs, seed, overrides=overrides,
+            epochs = args.epochs if PARSERS[method].has_epochs else None
+            _, history = train(method, feats, ann, model, "rgb+flow", epochs, seed, overrides=overrides,
                                progress=False)
             a = analyze(model, feats, ann, truth=truth, progress=False)
             r = a.recovery

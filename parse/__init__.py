@@ -7,6 +7,6 @@ names to classes: transparser, kmeans, isba, ctm, tcn, pa.
 from . import ctm, isba, kmeans, pa, tcn, transparser  # noqa: F401  (registers the methods)
 from .base import FitOptions, Parser
 from .registry import PARSERS, get_parser
-from .training import predict_dataset, validation_scores
+from .validation import predict_dataset, validation_scores
 
 __all__ = ["FitOptions", "Parser", "PARSERS", "get_parser", "predict_dataset", "validation_scores"]

@@ -1,26 +1,38 @@
-"""The interface every parsing method offers, and the batching they share.
+"""The interface every parsing method offers.
 
 A parser is built from a config (its class's commented ``DEFAULTS`` updated with overrides),
 fitted on a training split (a ``tapos.data.FeatureDataset``: features, boundaries, action labels)
 and predicts, for one instance's ``(T, D)`` features, the rows where a new sub-action starts;
 ``predict`` maps them to annotation frames. ``state()`` is a plain dict of tensors, numbers and
 strings (saved in ``model.pt`` and loadable with ``torch.load(..., weights_only=True)``).
+
+Three building blocks, which a method combines:
+
+- ``Parser``: the interface (fit, boundary_rows, predict, tune "auto" options, state);
+- ``LabellingParser``: boundaries are where a per-row label changes, after merging runs shorter
+  than ``min_segment``; a method writes only ``frame_labels`` (k-means, ISBA, CTM, TransParser);
+- ``TorchParser``: an ``nn.Module`` trained by gradient descent in epochs, the best epoch on val
+  kept; a method writes ``build_model`` and ``losses``.
 """
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from tapos.data.clock import row_boundary_frames
 from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
 from tapos.data.options import apply_options
 
-from .segments import merge_short_segments
-
+from .batches import collate, to_device
+from .segments import change_points, merge_short_segments
+from .validation import validation_scores
 
 
 @dataclass
@@ -35,38 +47,6 @@ class FitOptions:
     on_epoch: Optional[Callable] = None  # called with each history row
 
 
-def collate(items: list, mean: Optional[np.ndarray] = None, std: Optional[np.ndarray] = None) -> dict:
-    """Instances concatenated along time (no padding: the SPS units and losses work per frame
-    and per instance). Rows are normalized with ``mean``/``std`` when given.
-
-    Returns ``x (N, D)``, ``inst (N,)`` instance of each row, ``seg (N,)`` segment of each row
-    within its instance, ``lengths (B,)``, ``offsets (B + 1,)``, ``actions (B,)``, and per instance
-    ``row_boundaries``, ``frames`` and ``keys``.
-    """
-    xs, insts, segs = [], [], []
-    for i, it in enumerate(items):
-        x = it["features"]
-        T = x.shape[0]
-        xs.append(x)
-        insts.append(torch.full((T,), i, dtype=torch.long))
-        segs.append(torch.searchsorted(it["row_boundaries"], torch.arange(T), right=True))
-    x = torch.cat(xs)
-    if mean is not None:
-        x = (x - torch.as_tensor(mean, dtype=x.dtype)) / torch.as_tensor(std, dtype=x.dtype)
-    lengths = torch.tensor([it["features"].shape[0] for it in items], dtype=torch.long)
-    return {
-        "x": x,
-        "inst": torch.cat(insts),
-        "seg": torch.cat(segs),
-        "lengths": lengths,
-        "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
-        "actions": torch.tensor([it["action"] for it in items], dtype=torch.long),
-        "row_boundaries": [it["row_boundaries"] for it in items],
-        "frames": [it["frames"] for it in items],
-        "keys": [it["key"] for it in items],
-    }
-
-
 class Parser:
     """Base class. Subclasses set ``name``, ``DEFAULTS`` and implement ``fit`` and ``boundary_rows``."""
 
@@ -76,6 +56,7 @@ class Parser:
     # these candidates (the first is used when there is no val split).
     TUNABLE: dict = {}
     normalize = True  # standardize features with training statistics before the method sees them
+    has_epochs = False  # whether FitOptions.epochs means anything to the method
 
     def __init__(self, **config):
         self.config = apply_options(self.DEFAULTS, config, self.name)
@@ -104,8 +85,6 @@ class Parser:
     def tune(self, val) -> dict:
         """Replace every ``"auto"`` option by the candidate with the best val avg F1 (relative
         thresholds); returns ``{option: (chosen, validation scores with it)}``."""
-        from .training import validation_scores
-
         chosen = {}
         for key, candidates in self.TUNABLE.items():
             if self.config.get(key) != "auto":
@@ -147,11 +126,8 @@ class Parser:
         return row_boundary_frames(self.boundary_rows(x), frames)
 
     def smooth(self, labels: np.ndarray) -> np.ndarray:
-        """Per-row labels with runs shorter than the ``min_segment`` option merged into a
-        neighbour (unchanged for a method without that option)."""
-        if "min_segment" not in self.config:
-            return labels
-        return merge_short_segments(labels, int(self.option("min_segment")))
+        """Per-row labels after the method's own smoothing (none here; see LabellingParser)."""
+        return labels
 
     # --- analysis (optional: methods with learned sub-action patterns) -----------------------
     def patterns(self, features: np.ndarray) -> Optional[np.ndarray]:
@@ -197,3 +173,150 @@ class Parser:
         parser.std = None if state["std"] is None else state["std"].numpy()
         parser.load_extra_state(state["extra"])
         return parser
+
+
+def fit_once(parser: Parser, train, val, opts: FitOptions, fit_fn) -> list:
+    """For methods without epochs: fit, then one validation row."""
+    t0 = time.time()
+    fit_fn()
+    row = {"epoch": 1, "seconds": round(time.time() - t0, 3)}
+    tuned = parser.tune(val)
+    scores = None
+    for key, (value, scores) in tuned.items():
+        row[f"tuned_{key}"] = value
+    if val is not None:
+        row.update(scores or validation_scores(parser, val))  # tuning already scored the choice
+    if opts.on_epoch:
+        opts.on_epoch(row)
+    return [row]
+
+
+class LabellingParser(Parser):
+    """A parser that labels every row; a new sub-action starts where the label changes, after
+    runs shorter than ``min_segment`` rows are merged into a neighbour. Subclasses implement
+    ``frame_labels`` and add ``LABELLING_DEFAULTS`` to their ``DEFAULTS``."""
+
+    LABELLING_DEFAULTS = {
+        "min_segment": "auto",  # merge label runs shorter than this (rows); 1 = off (the paper's methods);
+                                # "auto": chosen on val among TUNABLE after fitting
+    }
+    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
+
+    def frame_labels(self, x: np.ndarray) -> np.ndarray:
+        """One integer label per row of normalized features ``x (T, D)``."""
+        raise NotImplementedError
+
+    def smooth(self, labels: np.ndarray) -> np.ndarray:
+        return merge_short_segments(labels, int(self.option("min_segment")))
+
+    def boundary_rows(self, x: np.ndarray) -> np.ndarray:
+        return change_points(self.smooth(self.frame_labels(x)))
+
+
+class TorchParser(Parser):
+    """A parser whose model is an ``nn.Module`` trained by gradient descent on batches of
+    instances. Subclasses implement ``build_model``, ``losses`` and ``boundary_rows`` (or, as
+    LabellingParsers, ``frame_labels``), running the model with :meth:`infer`."""
+
+    has_epochs = True
+
+    DEFAULTS = {
+        "epochs": 20,          # passes over the training split; the best epoch on val is kept
+        "batch_size": 16,      # instances per step (their frames are concatenated)
+        "lr": 1e-3,            # AdamW learning rate
+        "weight_decay": 1e-4,  # AdamW weight decay
+        "grad_clip": 5.0,      # max gradient norm
+    }
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        self.model: Optional[torch.nn.Module] = None
+
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def losses(self, model, batch) -> dict:
+        """Scalar loss terms for a collated batch; ``"loss"`` is minimized."""
+        raise NotImplementedError
+
+    def start_epoch(self, epoch: int, epochs: int, train) -> None:
+        """Hook before each epoch (ISBA re-estimates its pseudo boundaries here)."""
+
+    def fit(self, train, val=None, opts: Optional[FitOptions] = None) -> list:
+        from tqdm import tqdm
+
+        opts = opts or FitOptions()
+        torch.manual_seed(opts.seed)
+        np.random.seed(opts.seed)
+        self.prepare(train, opts)
+        self.model = self.build_model().to(opts.device)
+        optim = torch.optim.AdamW(self.model.parameters(), lr=self.config["lr"],
+                                  weight_decay=self.config["weight_decay"])
+        gen = torch.Generator().manual_seed(opts.seed)
+        mean, std = self.mean, self.std
+        loader = DataLoader(train, batch_size=self.config["batch_size"], shuffle=True, generator=gen,
+                            num_workers=opts.num_workers, collate_fn=lambda items: collate(items, mean, std))
+        epochs = opts.epochs or self.config["epochs"]
+        history, best, best_state = [], -1.0, None
+        auto = {k: self.config[k] for k in self.TUNABLE if self.config.get(k) == "auto"}
+        for k in auto:  # epochs are compared with the first candidate (the paper's setting)
+            self.config[k] = self.TUNABLE[k][0]
+        for epoch in range(1, epochs + 1):
+            self.start_epoch(epoch, epochs, train)
+            self.model.train()
+            t0 = time.time()
+            sums: dict = {}
+            steps = 0
+            bar = tqdm(loader, desc=f"{self.name} {epoch}/{epochs}", unit="batch", disable=not opts.progress,
+                       leave=False, mininterval=0.5)
+            for batch in bar:
+                batch = to_device(batch, opts.device)
+                terms = self.losses(self.model, batch)
+                optim.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config["grad_clip"])
+                optim.step()
+                steps += 1
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                bar.set_postfix({k: f"{v / steps:.4f}" for k, v in sums.items()})
+            bar.close()
+            row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()},
+                   "seconds": round(time.time() - t0, 3)}
+            self.model.eval()
+            if val is not None:
+                row.update(validation_scores(self, val))
+            score = row.get("val_f1_rel", epoch)  # without val: the last epoch
+            if score > best:
+                best, best_state = score, copy.deepcopy(self.model.state_dict())
+                row["best"] = True
+            history.append(row)
+            if opts.on_epoch:
+                opts.on_epoch(row)
+        self.model.load_state_dict(best_state)
+        self.model.to("cpu").eval()
+        self.config.update(auto)
+        tuned = self.tune(val)
+        if tuned and history:
+            best_row = next(r for r in reversed(history) if r.get("best"))
+            for key, (value, scores) in tuned.items():
+                best_row[f"tuned_{key}"] = value
+            best_row.update({f"tuned_{k}": v for k, v in scores.items()})  # scores of the last option tuned
+        return history
+
+    def as_input(self, x: np.ndarray) -> torch.Tensor:
+        """Normalized rows ``(T, D)`` as a tensor on the model's device."""
+        return torch.from_numpy(np.ascontiguousarray(x)).to(next(self.model.parameters()).device)
+
+    def infer(self, x: np.ndarray):
+        """The model's output for normalized rows ``x (T, D)``, without gradients."""
+        with torch.inference_mode():
+            return self.model(self.as_input(x))
+
+    def extra_state(self) -> dict:
+        return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.model = self.build_model()
+        self.model.load_state_dict(state["model"])
+        self.model.eval()

@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import LabellingParser, TorchParser
 from .registry import register
-from .segments import change_points
-from .training import TorchParser
 
 
 class CTMNet(nn.Module):
@@ -76,15 +75,14 @@ def best_path_labels(log_probs: np.ndarray) -> np.ndarray:
 
 
 @register
-class CTMParser(TorchParser):
+class CTMParser(LabellingParser, TorchParser):
     name = "ctm"
     DEFAULTS = {
         **TorchParser.DEFAULTS,
         "labels": 16,      # k abstract sub-action labels
         "hidden": 128,     # width of the convolution and the bidirectional GRU
-        "min_segment": "auto",  # merge runs shorter than this (rows); 1 = off; "auto": chosen on val
+        **LabellingParser.LABELLING_DEFAULTS,
     }
-    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
 
     def build_model(self) -> nn.Module:
         return CTMNet(self.dim, self.config["hidden"], self.config["labels"])
@@ -98,6 +96,5 @@ class CTMParser(TorchParser):
         loss = (-ll / lengths.to(lp.device).float()).mean()  # per frame: long instances do not dominate
         return {"loss": loss, "nll": loss}
 
-    def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
-        labels = best_path_labels(model(x).cpu().numpy())
-        return change_points(self.smooth(labels))
+    def frame_labels(self, x: np.ndarray) -> np.ndarray:
+        return best_path_labels(self.infer(x).cpu().numpy())

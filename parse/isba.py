@@ -13,10 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import LabellingParser, TorchParser
 from .registry import register
-from .segments import change_points
 from .tcn import TemporalConvNet
-from .training import TorchParser
 
 
 def soft_targets(T: int, bounds, labels, k: int, width: float) -> torch.Tensor:
@@ -58,7 +57,7 @@ def reassign(log_probs: np.ndarray, bounds: list, labels: list) -> list:
 
 
 @register
-class ISBAParser(TorchParser):
+class ISBAParser(LabellingParser, TorchParser):
     name = "isba"
     DEFAULTS = {
         **TorchParser.DEFAULTS,
@@ -68,9 +67,8 @@ class ISBAParser(TorchParser):
         "dropout": 0.3,
         "rounds": 3,        # boundary re-assignments (spread evenly over the epochs)
         "soft_width": 0.1,  # blend around a boundary, fraction of the shorter segment
-        "min_segment": "auto",  # merge runs shorter than this (rows); 1 = off; "auto": chosen on val
+        **LabellingParser.LABELLING_DEFAULTS,
     }
-    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -135,9 +133,8 @@ class ISBAParser(TorchParser):
 
     def patterns(self, features: np.ndarray) -> np.ndarray:
         """The frame classifier's distribution over the K pseudo sub-actions."""
-        with torch.inference_mode():
-            return torch.softmax(self.model(self.as_input(self.transform(features))), -1).cpu().numpy()
+        return torch.softmax(self.infer(self.transform(features)), -1).cpu().numpy()
 
-    def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
-        labels = model(x).argmax(-1).cpu().numpy()
-        return change_points(self.smooth(labels))
+    def frame_labels(self, x: np.ndarray) -> np.ndarray:
+        """The classifier's most likely pseudo sub-action of every row."""
+        return self.infer(x).argmax(-1).cpu().numpy()

@@ -5,22 +5,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import FitOptions, Parser
+from .base import FitOptions, LabellingParser, fit_once
 from .registry import register
-from .segments import change_points
-from .training import fit_once
 
 
 @register
-class KMeansParser(Parser):
+class KMeansParser(LabellingParser):
     name = "kmeans"
     DEFAULTS = {
         "k": 64,              # clusters (the paper's k = 64)
         "passes": 2,          # streaming passes of MiniBatchKMeans over the training frames
         "chunk_frames": 8192,  # frames per partial_fit step (bounds memory at any dataset size)
-        "min_segment": "auto",  # merge runs shorter than this (rows); 1 = off; "auto": chosen on val
+        **LabellingParser.LABELLING_DEFAULTS,
     }
-    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -62,7 +59,8 @@ class KMeansParser(Parser):
         """Squared distances ``(T, k)`` of normalized rows to the centres."""
         return (x * x).sum(1, keepdims=True) - 2 * x @ self.centers.T + (self.centers * self.centers).sum(1)[None, :]
 
-    def labels(self, x: np.ndarray) -> np.ndarray:
+    def frame_labels(self, x: np.ndarray) -> np.ndarray:
+        """The nearest centre of every row."""
         return self.sq_distances(x).argmin(1)
 
     def patterns(self, features: np.ndarray) -> np.ndarray:
@@ -72,9 +70,6 @@ class KMeansParser(Parser):
 
         x = self.transform(features)
         return softmax(-self.sq_distances(x) / x.shape[1], axis=1)
-
-    def boundary_rows(self, x: np.ndarray) -> np.ndarray:
-        return change_points(self.smooth(self.labels(x)))
 
     def extra_state(self) -> dict:
         return {"centers": torch.from_numpy(self.centers)}

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import FitOptions, Parser
+from .base import FitOptions, Parser, fit_once
 from .registry import register
 from .segments import pick_peaks
-from .training import fit_once
 
 
 def change_score(x: np.ndarray, window: int) -> np.ndarray:

@@ -48,6 +48,8 @@ def train(method: str, features, annotations, out_dir=None, modality: str = RUN_
     train_ds = FeatureDataset(features, ann, "train", modality)
     val_ds = FeatureDataset(features, ann, "val", modality) if len(ann.split("val")) else None
     parser = get_parser(method, **(overrides or {}))
+    if epochs is not None and not parser.has_epochs:
+        raise TaposError(f"{method} is fitted without epochs; drop --epochs (its options: tapos-parse methods)")
     out = Path(out_dir) if out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from torch import nn
 
 from .registry import register
 from .segments import runs_above
-from .training import TorchParser
+from .base import TorchParser
 
 
 class TemporalConvNet(nn.Module):
@@ -63,7 +63,7 @@ class TCNParser(TorchParser):
         loss = F.binary_cross_entropy_with_logits(logit, y, pos_weight=pos_weight)
         return {"loss": loss, "bce": loss}
 
-    def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
-        prob = torch.sigmoid(model(x)[:, 0]).cpu().numpy()
+    def boundary_rows(self, x: np.ndarray) -> np.ndarray:
+        prob = torch.sigmoid(self.infer(x)[:, 0]).cpu().numpy()
         rows = runs_above(prob, self.option("threshold"))
         return rows[rows > 0]

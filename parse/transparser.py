@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register
-from .segments import change_points
-from .training import TorchParser
+from .base import LabellingParser, TorchParser
 
 
 class SPSUnit(nn.Module):
@@ -113,7 +112,7 @@ def local_loss(att: torch.Tensor, seg: torch.Tensor, lam: float, eps: float = 1e
 
 
 @register
-class TransParser(TorchParser):
+class TransParser(LabellingParser, TorchParser):
     name = "transparser"
     DEFAULTS = {
         **TorchParser.DEFAULTS,
@@ -132,10 +131,8 @@ class TransParser(TorchParser):
         "global_weight": 1.0,     # weight of the global (classification) loss
         "local_max_frames": 256,  # frames sampled per instance for the O(T^2) local loss
         "attention": "mean",      # heads' attention used by the loss and inference: "mean", 0 or 1
-        "min_segment": "auto",    # merge argmax runs shorter than this (rows); 1 = off = the paper;
-                                  # "auto": chosen on val among TUNABLE after training
+        **LabellingParser.LABELLING_DEFAULTS,  # min_segment on the argmax pattern (1 = the paper)
     }
-    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
 
     def build_model(self) -> nn.Module:
         return TransParserNet(self.dim, self.num_classes, self.config)
@@ -174,9 +171,8 @@ class TransParser(TorchParser):
         terms["loss"] = loss
         return terms
 
-    def _forward(self, x: np.ndarray):
-        with torch.inference_mode():
-            return self.model(self.as_input(self.transform(x)))
+    def _forward(self, features: np.ndarray):
+        return self.infer(self.transform(features))
 
     def patterns(self, features: np.ndarray) -> np.ndarray:
         """The last unit's attention ``(T, m)`` over the rows of its pattern miner."""
@@ -188,6 +184,6 @@ class TransParser(TorchParser):
         with torch.inference_mode():
             return self.model.classifier(f).cpu().numpy()
 
-    def model_rows(self, model, x: torch.Tensor) -> np.ndarray:
-        _, att = model(x)
-        return change_points(self.smooth(att.argmax(-1).cpu().numpy()))
+    def frame_labels(self, x: np.ndarray) -> np.ndarray:
+        """The pattern each row attends to most (argmax of the last unit's attention)."""
+        return self.infer(x)[1].argmax(-1).cpu().numpy()

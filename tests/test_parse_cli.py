@@ -69,3 +69,7 @@ def test_pa_and_errors(synth_dir, tmp_path, cli):
     proc = cli("tapos-parse", "train", "--method", "tcn", "--features", feats, "--annotations", ann_path, "--out",
                tmp_path / "x", "--set", "wings=2", check=False)
     assert proc.returncode == 2 and "NAME=VALUE" in proc.stderr
+    # epochs mean nothing to a method fitted in one go: refused, not ignored
+    proc = cli("tapos-parse", "train", "--method", "pa", "--features", feats, "--annotations", ann_path, "--out",
+               tmp_path / "y", "--epochs", "3", check=False)
+    assert proc.returncode == 1 and "pa is fitted without epochs" in proc.stderr and not (tmp_path / "y").exists()

@@ -73,12 +73,17 @@ def test_argmax_boundaries_of_a_model():
     att = torch.tensor([[.9, .05, .05]] * 3 + [[.1, .8, .1]] * 4 + [[.2, .2, .6]] * 2)
 
     class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))  # places the input on the model's device
+
         def forward(self, x):
             return x, att
 
-    assert p.model_rows(Fixed(), torch.zeros(9, 2)).tolist() == [3, 7]
+    p.model = Fixed()
+    assert p.boundary_rows(np.zeros((9, 2), np.float32)).tolist() == [3, 7]
     p.config["min_segment"] = 3
-    assert p.model_rows(Fixed(), torch.zeros(9, 2)).tolist() == [3]
+    assert p.boundary_rows(np.zeros((9, 2), np.float32)).tolist() == [3]
 
 
 def test_peaks_and_runs():
