@@ -2,8 +2,8 @@
 
 Annotation records (TAPOS and Kinetics-GEBD layouts), prediction files, the feature-cache schema
 with its reader, the clock (``tapos.data.clock``: time <-> rows <-> annotation frames), dataset
-statistics, the synthetic dataset and the one ffmpeg wrapper. This package
-imports no stage.
+statistics, where videos and instances are (``tapos.data.videos``), the synthetic dataset, the
+options check and the one ffmpeg wrapper. This package imports no stage.
 """
 from .annotations import (
     SPLITS,

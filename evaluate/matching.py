@@ -28,7 +28,6 @@ def greedy_true_positives_batch(gts, preds, tolerances) -> np.ndarray:
     order = np.argsort(n_pred, kind="stable")
     start = 0
     while start < R:
-        width = max(int(n_pred[order[start]]), 1)
         stop = start + 1
         while stop < R and (stop - start + 1) * K * max(int(n_pred[order[stop]]), 1) <= _CHUNK_ELEMENTS:
             stop += 1

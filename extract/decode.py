@@ -27,22 +27,12 @@ import numpy as np
 
 from tapos.data.clock import grid_frames
 from tapos.data.ffmpeg import VideoError, VideoInfo, probe, read_frames
+from tapos.data.videos import Clip
 
 from .flow import FLOW_SIZE, FlowComputer, FlowStacker
 
 SHORT_SIDE = 256
 CROP = 224
-
-
-@dataclass(frozen=True)
-class Clip:
-    """What to extract: a whole video, or the instance ``[start, start + duration)`` of one."""
-
-    key: str
-    path: Path
-    start: Optional[float] = None         # seconds into the video
-    duration: Optional[float] = None      # seconds
-    total_frames: Optional[int] = None    # the annotation's frame count for the instance
 
 
 @dataclass(frozen=True)

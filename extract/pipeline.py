@@ -23,10 +23,10 @@ from tapos.data.distributed import Distributed
 from tapos.data.errors import TaposError
 from tapos.data.features import ExtractionSettings, parse_modality
 from tapos.data.options import apply_options
+from tapos.data.videos import clips_from_annotations, clips_from_folder
 from tapos.data.version import __version__
 
 from .batching import Batcher, ClipRows
-from .clips import clips_from_annotations, clips_from_folder
 from .decode import Clip, ClipReader, Sampling
 from .flow import flow_parameters
 from .store import PartStore, write_failures

@@ -13,7 +13,7 @@ from tapos.data.features import MODALITY_CHOICES
 from tapos.data.predictions import save_predictions
 from tapos.data.version import __version__
 
-from tapos.extract.flow import FLOW_METHODS
+from tapos.extract import FLOW_METHODS
 
 from .analyze import DEFAULTS as ANALYSIS
 from .registry import PARSERS

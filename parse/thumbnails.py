@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from tapos.data.ffmpeg import VideoError, probe, read_frame_at
-from tapos.extract.clips import instance_clip, video_files
+from tapos.data.videos import instance_clip, video_files
 
 
 class Thumbnailer:

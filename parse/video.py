@@ -15,10 +15,8 @@ from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frame_at
 from tapos.data.features import ExtractionSettings, FeatureReader, parse_modality
 from tapos.data.io import atomic_write_text
-
-from tapos.extract import Clip, extract
-from tapos.extract.backbone import FEATURE_DIM
-from tapos.extract.weights import CROSS_MODALITY, resolve_weights, weights_spec
+from tapos.data.videos import Clip
+from tapos.extract import CROSS_MODALITY, FEATURE_DIM, extract, resolve_weights, weights_spec
 
 from .checkpoint import load_model
 from .figures import plot_timeline

@@ -268,4 +268,4 @@ def test_analyze_a_method_without_a_classifier_uses_a_linear_probe(synth_dir, tm
     parser, modality = load_model(tmp_path / "km")
     x = FeatureReader(synth_dir / "features.h5").read(a.segments["key"][0], modality)
     resp = parser.patterns(x)
-    assert np.allclose(resp.sum(1), 1) and (resp.argmax(1) == parser.labels(parser.transform(x))).all()
+    assert np.allclose(resp.sum(1), 1) and (resp.argmax(1) == parser.frame_labels(parser.transform(x))).all()

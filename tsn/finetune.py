@@ -15,9 +15,7 @@ import torch
 from torch import nn
 
 from tapos.data.distributed import Distributed
-from tapos.extract.backbone import input_mean
-from tapos.extract.bninception import build_bninception
-from tapos.extract.weights import init_random, load_into, resolve_weights
+from tapos.extract import build_bninception, init_random, input_mean, load_into, resolve_weights
 
 # TSN's recipe per modality; every field can be overridden with --set.
 FRAME_DEFAULTS = {

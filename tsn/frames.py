@@ -21,8 +21,8 @@ from tapos.data.annotations import load_annotations
 from tapos.data.clock import boundary_rows, grid_frames, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frames
-from tapos.extract.clips import clips_from_annotations
-from tapos.extract.flow import FLOW_SIZE, FlowComputer
+from tapos.data.videos import clips_from_annotations
+from tapos.extract import FLOW_SIZE, FlowComputer
 
 from .sampling import aligned_indices, uniform_indices
 

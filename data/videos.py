@@ -1,13 +1,27 @@
-"""What to extract: the videos of a folder, or the TAPOS instances cut out of their source videos."""
+"""Where the videos are: the videos of a folder with their keys, and where an annotated instance
+is (its own clip ``<key>.<ext>``, or its span of the source video ``<youtube_id>.<ext>``).
+
+Extraction, the frames TSN and the report's thumbnails all find videos this way.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from tapos.data.annotations import load_annotations
-from tapos.data.errors import TaposError
+from .annotations import load_annotations
+from .errors import TaposError
 
-from .decode import Clip
+
+@dataclass(frozen=True)
+class Clip:
+    """A whole video, or the instance ``[start, start + duration)`` of one, under ``key``."""
+
+    key: str
+    path: Path
+    start: Optional[float] = None         # seconds into the video (the source's own clock)
+    duration: Optional[float] = None      # seconds
+
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
                     ".ts", ".mts", ".ogv"}
@@ -62,8 +76,7 @@ def instance_clip(inst, files: dict) -> Optional[Clip]:
     if inst.key in files:
         return Clip(inst.key, files[inst.key])
     if inst.youtube_id in files:
-        return Clip(inst.key, files[inst.youtube_id], start=inst.start, duration=inst.duration,
-                    total_frames=inst.total_frames)
+        return Clip(inst.key, files[inst.youtube_id], start=inst.start, duration=inst.duration)
     return None
 
 
