@@ -13,12 +13,14 @@ class ClipRows:
         self.clip = clip
         self.out, self.index = {}, []
         self.queued = self.computed = 0
-        self.end = None      # (meta, claim) once the decoder has finished the clip
+        self.ended = False   # the decoder's last message about the clip has arrived
+        self.meta = None     # the clip's ClipMeta, when it was decoded completely
+        self.claim = None    # this process's claim on the clip, until its part is written
         self.failed = None   # error message
 
     @property
     def complete(self) -> bool:
-        return self.end is not None and self.computed == self.queued
+        return self.ended and self.computed == self.queued
 
 
 class Batcher:

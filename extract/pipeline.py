@@ -8,7 +8,6 @@ Library use::
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -27,7 +26,8 @@ from tapos.data.videos import clips_from_annotations, clips_from_folder
 from tapos.data.version import __version__
 
 from .batching import Batcher, ClipRows
-from .decode import Clip, ClipReader, Sampling
+from .decoders import Decoded, Decoders, Rows, Skipped, decoder_count, error_message
+from .decode import Clip, Sampling
 from .flow import flow_parameters
 from .store import PartStore, write_failures
 
@@ -82,44 +82,6 @@ def _settings(opts, backbones) -> ExtractionSettings:
         tool_version=__version__)
 
 
-def _produce(jobs, out_q, store, opts, stop):
-    """Decode clips in order into ``out_q``; messages: (kind, clip, payload)."""
-    sampling = Sampling(opts["stride"], opts["fps"])
-    mods = opts["modalities"]
-
-    def put(item):
-        while not stop.is_set():
-            try:
-                out_q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    for clip in jobs:
-        if stop.is_set():
-            return
-        claim = store.claim(clip.key)
-        if claim is None:
-            put(("busy", clip, None))
-            continue
-        if not opts["overwrite"] and store.is_complete(clip.key, mods):
-            claim.release()
-            put(("skip", clip, None))
-            continue
-        try:
-            reader = ClipReader(clip, mods, sampling, opts["flow"], opts["flow_threads"] or os.cpu_count() or 1)
-            for chunk in reader:
-                if not put(("chunk", clip, chunk)):
-                    claim.release()
-                    return
-            put(("end", clip, (reader.meta, claim)))
-        except Exception as exc:  # isolate the failure to this clip (a bad video, a missing file)
-            claim.release()
-            msg = str(exc) if isinstance(exc, TaposError) else f"{type(exc).__name__}: {exc}"
-            put(("error", clip, msg))
-
-
 def _check_device(device: str, precision: str) -> None:
     import torch
 
@@ -127,23 +89,6 @@ def _check_device(device: str, precision: str) -> None:
         raise TaposError(f"device {device}: no CUDA device available (use --device cpu)")
     if precision != "fp32" and not str(device).startswith("cuda"):
         raise TaposError(f"precision {precision} needs a CUDA device (on {device} use fp32)")
-
-
-def decoder_count(requested, device: str) -> int:
-    """Decoder threads: ``requested``, else 2 on CPU, else half the cores of this process (cores
-    divided among the torchrun processes of this node), between 2 and 8. One 256p RGB reader
-    delivers about 750 frames/s for 1.6 CPU ms per frame (benchmarks/extract_throughput.py), so
-    a GPU that computes thousands of frames/s needs several, each with a core to spare."""
-    if requested:
-        return max(1, int(requested))
-    if not str(device).startswith("cuda"):
-        return 2
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 2
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(2, min(8, per_process // 2))
 
 
 def build_backbones(opts, device: str) -> dict:
@@ -244,111 +189,109 @@ class _Writer:
         return self._error
 
 
-def _run(clips, store, opts, backbones, settings, report, tqdm, show, device):
-    n_dec = decoder_count(opts["decoders"], device)
-    queues = [queue.Queue(maxsize=4) for _ in range(n_dec)]
-    stop = threading.Event()
-    threads = [threading.Thread(target=_produce, args=(clips[k::n_dec], queues[k], store, opts, stop), daemon=True)
-               for k in range(n_dec)]
-    for t in threads:
-        t.start()
-    batcher = Batcher(backbones, opts["batch_size"])
-    bar = tqdm(total=len(clips), desc="extract", unit="clip", disable=not show)
-    dtype = np.float16 if opts["dtype"] == "float16" else np.float32
-    open_clips = []
-    started = time.perf_counter()
+class _Consumer:
+    """The consuming side of the loop: decoded rows into batches, finished clips to the part
+    writer, every clip's outcome into the report and the progress bar."""
 
-    def fail(state, msg):
-        report.failed.append((state.clip.key, msg))
-        bar.write(f"failed: {state.clip.key}: {msg}")
+    def __init__(self, store, opts, backbones, settings, report, bar):
+        self.store, self.settings, self.report, self.bar = store, settings, report, bar
+        self.dtype = np.float16 if opts["dtype"] == "float16" else np.float32
+        self.batcher = Batcher(backbones, opts["batch_size"])
+        self.open: List[ClipRows] = []  # clips whose last rows are still being computed
+        self.started = time.perf_counter()
+        self.writer = _Writer(self._write_part)
 
-    def progress():
-        bar.update(1)
-        rate = report.frames / max(time.perf_counter() - started, 1e-9)
-        bar.set_postfix({"done": len(report.done), "skipped": len(report.skipped), "failed": len(report.failed),
-                         "frames/s": f"{rate:.0f}"})
+    def consume(self, messages) -> None:
+        """One clip's messages, in order."""
+        state = None
+        for msg in messages:
+            state = state or ClipRows(msg.clip)
+            if isinstance(msg, Rows):
+                self.batcher.add(state, msg.chunk)
+            elif isinstance(msg, Decoded):
+                state.meta, state.claim, state.ended = msg.meta, msg.claim, True
+                self.open.append(state)
+            elif isinstance(msg, Skipped):
+                (self.report.busy if msg.busy else self.report.skipped).append(msg.clip.key)
+                state.ended = True
+                if state.queued == 0:
+                    self._progress()
+                else:
+                    self.open.append(state)
+            else:  # Failed: rows already queued are computed and dropped
+                state.failed, state.ended = msg.message, True
+                self._fail(msg.clip.key, msg.message)
+                self.open.append(state)
+            self._finish_complete()
 
-    def write_part(state):
-        """In the writer thread: one finished clip to its part file, then its claim released."""
-        meta, claim = state.end
-        try:
-            features = {m: np.concatenate(v).astype(dtype) for m, v in state.out.items()}
-            index = np.concatenate(state.index)
-            store.write(state.clip.key, features, meta.fps, meta.num_frames, index, settings,
-                        timestamps=meta.timestamps(index), frame_rate=meta.rate)
-            report.done.append(state.clip.key)
-            if meta.note:
-                report.timing.append((state.clip.key, meta.note))
-                bar.write(f"note: {state.clip.key}: {state.clip.path}: {meta.note}")
-            report.frames += len(index)
-        except Exception as exc:
-            fail(state, str(exc) if isinstance(exc, TaposError) else f"{type(exc).__name__}: {exc}")
-        finally:
-            claim.release()
-        progress()
+    def finish(self) -> None:
+        """Compute the rows still batched and hand over every clip that is complete."""
+        self.batcher.flush()
+        self._finish_complete()
 
-    writer = _Writer(write_part)
+    def close(self) -> Optional[BaseException]:
+        """Write what is finished, release the claims still held; the writer's error, if any."""
+        error = self.writer.close()  # clips computed before an interruption are still written
+        self.report.seconds = time.perf_counter() - self.started
+        for state in self.open:
+            if state.claim is not None:
+                state.claim.release()
+        return error
 
-    def finish_complete():
-        for state in [s for s in open_clips if s.complete]:
-            open_clips.remove(state)
-            if state.failed is None:
-                writer.put(state)
+    def _finish_complete(self) -> None:
+        for state in [s for s in self.open if s.complete]:
+            self.open.remove(state)
+            if state.failed is None and state.meta is not None:
+                self.writer.put(state)  # the writer thread releases its claim
                 continue
-            claim = state.end[1]
-            if claim is not None:
-                claim.release()
-            progress()
+            if state.claim is not None:
+                state.claim.release()
+            self._progress()
 
+    def _write_part(self, state: ClipRows) -> None:
+        """In the writer thread: one finished clip to its part file, then its claim released."""
+        key, meta = state.clip.key, state.meta
+        try:
+            features = {m: np.concatenate(v).astype(self.dtype) for m, v in state.out.items()}
+            index = np.concatenate(state.index)
+            self.store.write(key, features, meta.fps, meta.num_frames, index, self.settings,
+                             timestamps=meta.timestamps(index), frame_rate=meta.rate)
+            self.report.done.append(key)
+            if meta.note:
+                self.report.timing.append((key, meta.note))
+                self.bar.write(f"note: {key}: {state.clip.path}: {meta.note}")
+            self.report.frames += len(index)
+        except Exception as exc:
+            self._fail(key, error_message(exc))
+        finally:
+            state.claim.release()
+            state.claim = None
+        self._progress()
+
+    def _fail(self, key: str, message: str) -> None:
+        self.report.failed.append((key, message))
+        self.bar.write(f"failed: {key}: {message}")
+
+    def _progress(self) -> None:
+        r = self.report
+        self.bar.update(1)
+        rate = r.frames / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix({"done": len(r.done), "skipped": len(r.skipped), "failed": len(r.failed),
+                              "frames/s": f"{rate:.0f}"})
+
+
+def _run(clips, store, opts, backbones, settings, report, tqdm, show, device):
+    """Extract ``clips``: decoders ahead, batches across clips, parts written behind."""
+    decoders = Decoders(clips, store, opts, decoder_count(opts["decoders"], device))
+    bar = tqdm(total=len(clips), desc="extract", unit="clip", disable=not show)
+    consumer = _Consumer(store, opts, backbones, settings, report, bar)
     try:
         for i, clip in enumerate(clips):
-            q = queues[i % n_dec]
-            state = ClipRows(clip)
-            while True:
-                kind, got, payload = q.get()
-                assert got.key == clip.key, "decoder queues out of order"
-                if kind == "chunk":
-                    batcher.add(state, payload)
-                    finish_complete()
-                    continue
-                if kind == "end":
-                    state.end = payload
-                    open_clips.append(state)
-                else:
-                    if kind == "skip":
-                        report.skipped.append(clip.key)
-                    elif kind == "busy":
-                        report.busy.append(clip.key)
-                    else:  # error: rows already queued are computed and dropped
-                        state.failed = payload
-                        fail(state, payload)
-                    state.end = (None, None)
-                    open_clips.append(state)
-                    if state.failed is None and state.queued == 0:
-                        open_clips.remove(state)
-                        progress()
-                break
-            finish_complete()
-        batcher.flush()
-        finish_complete()
+            consumer.consume(decoders.messages(i, clip))
+        consumer.finish()
     finally:
-        # clips computed before an interruption are still written; their claims are released there
-        writer_error = writer.close()
-        report.seconds = time.perf_counter() - started
-        stop.set()
-        for state in open_clips:  # interrupted: release what this process still holds
-            if state.end and state.end[1] is not None:
-                state.end[1].release()
-        for q in queues:  # unblock producers waiting to put
-            while True:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                if item[0] == "end":
-                    item[2][1].release()
-        for t in threads:
-            t.join(timeout=5)
+        writer_error = consumer.close()
+        decoders.close()
         bar.close()
         if writer_error is not None:  # raised only once everything above is released
             raise writer_error
