@@ -43,8 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tapos.extract.inputs import CROP
+
 BENCH_ROOT = Path("/tmp/tapos_extract_bench")
-CROP = 224
 CPU_RATIO_TARGET = 0.9
 GPU_RGB_TARGET = 2000.0
 

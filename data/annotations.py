@@ -285,12 +285,15 @@ def annotations_from_dict(raw, path="<annotations>", lenient: bool = False) -> A
 
 
 def load_annotations(path, lenient: bool = False) -> Annotations:
-    """Load ``tapos_annotation.json`` as released.
+    """Load ``tapos_annotation.json`` as released (an ``Annotations`` already loaded is returned
+    as it is, so every function may take either).
 
     Strict mode stops at the first bad instance with an ``AnnotationError`` naming the file,
     the instance and the field. ``lenient=True`` skips bad instances instead; their reasons are in
     ``Annotations.skipped`` and a one-line count is written to stderr.
     """
+    if isinstance(path, Annotations):
+        return path
     raw = _read_json(path)
     annotations = annotations_from_dict(raw, path, lenient)
     if annotations.skipped:

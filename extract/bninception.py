@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IN_CHANNELS = {"rgb": 3, "flow": 10}
-FEATURE_DIM = 1024
+from .inputs import IN_CHANNELS
+
+FEATURE_DIM = 1024  # width of the pooled feature of a frame
 
 # name, in, 1x1, (3x3_reduce, 3x3), (double_3x3_reduce, double_3x3_1, double_3x3_2), pool, pool_proj.
 # Blocks without a 1x1 branch (3c, 4e) reduce: stride-2 3x3 convolutions and a stride-2 max pool.

@@ -29,10 +29,9 @@ from tapos.data.clock import grid_frames
 from tapos.data.ffmpeg import VideoError, VideoInfo, probe, read_frames
 from tapos.data.videos import Clip
 
-from .flow import FLOW_SIZE, FlowComputer, FlowStacker
+from .flow import FlowComputer, FlowStacker
+from .inputs import CROP, FLOW_SIZE, SHORT_SIDE
 
-SHORT_SIDE = 256
-CROP = 224
 
 
 @dataclass(frozen=True)

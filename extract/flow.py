@@ -14,9 +14,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-FLOW_SIZE = (340, 256)  # width, height of the frames flow is computed on (TSN's dense_flow)
-BOUND = 20.0            # pixels; larger displacements are clipped
-STACK = 5               # fields per flow row (10 channels)
+from .inputs import CROP, FLOW_BOUND, FLOW_SIZE, FLOW_STACK
 
 
 # What each method's fields depend on besides the frames: recorded in the cache (the flow rows of
@@ -31,7 +29,7 @@ METHOD_PARAMS: Dict[str, dict] = {
 
 def flow_parameters(method: str) -> dict:
     """The parameters of ``method``'s flow rows, as the cache records them."""
-    return {**METHOD_PARAMS[method], "size": list(FLOW_SIZE), "bound": BOUND, "stack": STACK}
+    return {**METHOD_PARAMS[method], "size": list(FLOW_SIZE), "bound": FLOW_BOUND, "stack": FLOW_STACK}
 
 
 def _tvl1():
@@ -64,13 +62,13 @@ FLOW_METHODS: Dict[str, Callable] = {
 }
 
 
-def quantize(field: np.ndarray, bound: float = BOUND) -> np.ndarray:
+def quantize(field: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
     """Flow in pixels -> uint8: -bound -> 0, 0 -> 127.5 (rounded), +bound -> 255."""
     scaled = (np.clip(field, -bound, bound) + bound) * (255.0 / (2 * bound))
     return np.rint(scaled).astype(np.uint8)
 
 
-def center_crop(arr: np.ndarray, size: int = 224) -> np.ndarray:
+def center_crop(arr: np.ndarray, size: int = CROP) -> np.ndarray:
     h, w = arr.shape[-3:-1] if arr.ndim == 4 else arr.shape[:2]
     y, x = (h - size) // 2, (w - size) // 2
     return arr[..., y:y + size, x:x + size, :] if arr.ndim == 4 else arr[y:y + size, x:x + size]
@@ -79,7 +77,7 @@ def center_crop(arr: np.ndarray, size: int = 224) -> np.ndarray:
 class FlowComputer:
     """Computes quantized, cropped fields for consecutive frames with a pool of threads."""
 
-    def __init__(self, method: str = "tvl1", threads: int = 1, crop: Optional[int] = 224):
+    def __init__(self, method: str = "tvl1", threads: int = 1, crop: Optional[int] = CROP):
         if method not in FLOW_METHODS:
             raise ValueError(f"unknown flow method {method!r} (expected one of {', '.join(FLOW_METHODS)})")
         self.method = method
@@ -148,17 +146,17 @@ class FlowStacker:
         by_index = dict(self._fields)
         while self._pending:
             row = self._pending[0]
-            if not final and row + STACK > n_fields:
+            if not final and row + FLOW_STACK > n_fields:
                 break  # its last field needs frames not decoded yet
             if n_fields == 0:
-                stack = np.full((crop, crop, 2 * STACK), 128, np.uint8)
+                stack = np.full((crop, crop, 2 * FLOW_STACK), 128, np.uint8)
             else:
-                idx = [min(row + k, n_fields - 1) for k in range(STACK)]
+                idx = [min(row + k, n_fields - 1) for k in range(FLOW_STACK)]
                 stack = np.concatenate([by_index[i] for i in idx], axis=-1)
             ready.append(stack)
             self._pending.pop(0)
         keep_from = self._pending[0] if self._pending else n_fields - 1
         self._fields = [(i, f) for i, f in self._fields if i >= min(keep_from, n_fields - 1)]
         if not ready:
-            return np.empty((0, crop, crop, 2 * STACK), np.uint8)
+            return np.empty((0, crop, crop, 2 * FLOW_STACK), np.uint8)
         return np.stack(ready)

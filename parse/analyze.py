@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from tapos.data.annotations import Annotations, load_annotations
+from tapos.data.annotations import UNKNOWN_ACTION, load_annotations
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 from tapos.data.options import apply_options
@@ -64,7 +64,6 @@ class Analysis:
     segments: pd.DataFrame            # one row per annotated sub-action analysed
     discriminative: pd.DataFrame      # per class: best position, best pattern, whole instance
     classifier: str                   # what classified the segments
-    instance_labels: dict = field(default_factory=dict)  # key -> smoothed pattern per row
     recovery: Optional[dict] = None   # planted_recovery, when the synthetic truth is given
 
     @property
@@ -233,7 +232,7 @@ def _probe(parser, train_ds):
     xs, ys = [], []
     for i in range(len(train_ds)):
         item = train_ds[i]
-        if item["action"] >= 0:
+        if item["action"] != UNKNOWN_ACTION:
             xs.append(parser.transform(item["features"].numpy()).mean(0))
             ys.append(item["action"])
     if len(set(ys)) < 2:
@@ -264,7 +263,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
     if parser.name not in methods_with_patterns():
         raise TaposError(f"{model_dir}: method {parser.name} learns no sub-action patterns; analyze needs one of "
                          f"{', '.join(methods_with_patterns())}")
-    ann = annotations if isinstance(annotations, Annotations) else load_annotations(annotations)
+    ann = load_annotations(annotations)
     ds = FeatureDataset(features, ann, opts["split"], modality)
     classes = sorted({inst.action for inst in ds.instances})
     use_model = _offers(type(parser), "class_logits")
@@ -303,7 +302,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         else:
             span_probs, whole = None, None
         a = item["action"]
-        if whole is not None and a >= 0:  # -1: an instance without a class
+        if whole is not None and a != UNKNOWN_ACTION:  # an instance without a class
             inst_right.setdefault(a, []).append(int(np.argmax(whole)) == a)
         for j, (s, e) in enumerate(segs):
             row = {"key": item["key"], "class": a, "position": j + 1, "n_positions": len(segs),

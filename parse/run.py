@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from tapos.data.annotations import Annotations, load_annotations
+from tapos.data.annotations import load_annotations
 from tapos.data.clock import frames_to_seconds, row_frames
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
@@ -31,10 +31,6 @@ RUN_DEFAULTS = {
 }
 
 
-def _annotations(annotations) -> Annotations:
-    return annotations if isinstance(annotations, Annotations) else load_annotations(annotations)
-
-
 def train(method: str, features, annotations, out_dir=None, modality: str = RUN_DEFAULTS["modality"],
           epochs: Optional[int] = RUN_DEFAULTS["epochs"], seed: int = RUN_DEFAULTS["seed"],
           device: str = RUN_DEFAULTS["device"], overrides: Optional[dict] = None, progress: bool = True,
@@ -43,7 +39,7 @@ def train(method: str, features, annotations, out_dir=None, modality: str = RUN_
     epoch is kept). With ``out_dir``: ``config.json``, ``model.pt``, ``log.csv`` (written after
     every epoch) and ``training.png``. Returns ``(parser, history)``."""
 
-    ann = _annotations(annotations)
+    ann = load_annotations(annotations)
     modality = "+".join(parse_modality(modality))
     train_ds = FeatureDataset(features, ann, "train", modality)
     val_ds = FeatureDataset(features, ann, "val", modality) if len(ann.split("val")) else None
@@ -100,7 +96,7 @@ def predict(model_dir, features, annotations=None, split: str = RUN_DEFAULTS["sp
     reader = FeatureReader(features)
     out = {}
     if annotations is not None:
-        ann = _annotations(annotations)
+        ann = load_annotations(annotations)
         ds = FeatureDataset(reader, ann, split, modality)
         for i in tqdm(range(len(ds)), desc="predict", unit="inst", disable=not progress):
             item = ds[i]

@@ -28,7 +28,7 @@ def show_instance(model_dir, features, annotations, key: Optional[str], out, vid
     """Draw instance ``key`` (default: the first val instance; annotated and predicted segments,
     patterns, thumbnails with ``videos``) to the PNG ``out``; returns its boundaries in seconds."""
     parser, modality = load_model(model_dir)
-    ann = annotations if isinstance(annotations, Annotations) else load_annotations(annotations)
+    ann = load_annotations(annotations)
     if key is None:
         key = next(iter(ann.split("val") or ann), None)
     if key not in ann:

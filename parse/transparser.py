@@ -33,8 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register
+from tapos.data.annotations import UNKNOWN_ACTION
+
 from .base import LabellingParser, TorchParser
+from .registry import register
 
 
 class SPSUnit(nn.Module):
@@ -145,7 +147,7 @@ class TransParser(LabellingParser, TorchParser):
         mean_logits = torch.zeros(B, logits.shape[1], device=logits.device).index_add_(0, batch["inst"], logits)
         mean_logits = mean_logits / batch["lengths"].to(logits.device)[:, None].float()
         actions = batch["actions"].to(logits.device)
-        known = actions >= 0  # -1: no class (instances converted from a file without one)
+        known = actions != UNKNOWN_ACTION  # instances converted from a file without classes
         l_global = (F.cross_entropy(mean_logits[known], actions[known]) if known.any()
                     else mean_logits.sum() * 0.0)
         terms = {"global": l_global}

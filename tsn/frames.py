@@ -22,13 +22,11 @@ from tapos.data.clock import boundary_rows, grid_frames, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frames
 from tapos.data.videos import clips_from_annotations
-from tapos.extract import FLOW_SIZE, FlowComputer
+from tapos.extract import CROP, FLOW_SIZE, FLOW_STACK, FlowComputer
 
 from .sampling import aligned_indices, uniform_indices
 
 SCALES = (1.0, 0.875, 0.75, 0.66)
-CROP = 224
-FLOW_LENGTH = 5
 
 
 def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -91,7 +89,7 @@ class FrameSnippets(Dataset):
         self.ann, self.clips, self.modality, self.sampling = ann, clips, modality, sampling
         self.num_segments, self.train, self.boundaries = int(num_segments), train, boundaries
         self.seed, self.epoch = seed, 0
-        self.length = FLOW_LENGTH if modality == "flow" else 1
+        self.length = FLOW_STACK if modality == "flow" else 1
         self.flow_method = flow_method
         self._layouts = {}
 

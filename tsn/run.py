@@ -2,7 +2,6 @@
 evaluate on ``val`` (per modality and their late fusion), write the model directory."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Optional
@@ -10,11 +9,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from tapos.data.annotations import Annotations, load_annotations
+from tapos.data.annotations import load_annotations
+from tapos.data.checkpoints import load_checkpoint, save_checkpoint
 from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
 from tapos.data.features import parse_modality
-from tapos.data.io import CsvLog, atomic_path, atomic_write_bytes, atomic_write_text
+from tapos.data.io import CsvLog, atomic_path, atomic_write_text
 from tapos.data.options import apply_options
 from tapos.data.predictions import load_predictions
 from tapos.data.version import __version__
@@ -45,10 +45,6 @@ RUN_DEFAULTS = {
     "input": "features",     # one of INPUTS
 }
 INPUTS = ("features", "frames")  # a head on cached features, or BNInception fine-tuned on frames
-
-
-def _annotations(annotations) -> Annotations:
-    return annotations if isinstance(annotations, Annotations) else load_annotations(annotations)
 
 
 def _datasets(features, ann, modality, sampling, boundaries, cfg, seed):
@@ -122,7 +118,7 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"], modal
     cfg = apply_options(defaults, overrides, "TSN")
     if input == "frames" and videos is None:
         raise TaposError("--input frames needs --videos DIR")
-    ann = _annotations(annotations)
+    ann = load_annotations(annotations)
     mods = parse_modality(modality)
     if isinstance(boundaries, (str, Path)):
         boundaries = load_predictions(boundaries)
@@ -192,26 +188,13 @@ def evaluate_scores(val_scores: dict, labels: np.ndarray, weights: dict) -> dict
 
 
 def save(out: Path, models: dict, config: dict) -> None:
-    blob = {"format": FORMAT, "version": __version__, "config": json.dumps(config),
-            "models": {m: model.state_dict() for m, model in models.items()}}
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    atomic_write_bytes(out / "model.pt", buf.getvalue())
-    atomic_write_text(out / "config.json", json.dumps(config, indent=1, default=str))
+    save_checkpoint(out, FORMAT, {"config": json.dumps(config),
+                                  "models": {m: model.state_dict() for m, model in models.items()}}, config)
 
 
 def load(model_dir) -> tuple:
     """``(models, config)`` from a directory written by ``tapos-tsn`` (loaded with weights_only)."""
-    path = Path(model_dir)
-    path = path / "model.pt" if path.is_dir() else path
-    if not path.is_file():
-        raise TaposError(f"{path}: no such file (expected a directory written by tapos-tsn)")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TaposError(f"{path}: not a loadable tapos-tsn model ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise TaposError(f"{path}: not a tapos-tsn checkpoint (format {FORMAT!r} expected)")
+    blob = load_checkpoint(model_dir, FORMAT, "tapos-tsn model", "tapos-tsn")
     config = json.loads(blob["config"])
     models = {}
     for mod, state in blob["models"].items():
@@ -230,7 +213,7 @@ def load(model_dir) -> tuple:
 def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None, videos=None) -> dict:
     """Re-evaluate a trained model on ``val`` (``--eval-only``; frame models need ``videos``)."""
     models, config = load(model_dir)
-    ann = _annotations(annotations)
+    ann = load_annotations(annotations)
     if isinstance(boundaries, (str, Path)):
         boundaries = load_predictions(boundaries)
     cfg = config["options"]
