@@ -17,6 +17,8 @@ from torch import nn
 from tapos.data.distributed import Distributed
 from tapos.extract import build_bninception, init_random, input_mean, load_into, resolve_weights
 
+from .model import predict_scores
+
 # TSN's recipe per modality; every field can be overridden with --set.
 FRAME_DEFAULTS = {
     "segments": 3,                          # snippets per instance in training
@@ -148,12 +150,7 @@ def fit(modality: str, train_ds, num_classes: int, cfg: dict, seed: int, dist: D
     return model
 
 
-@torch.no_grad()
-def predict_scores(model: FrameTSN, ds, device: str, workers: int = 0) -> tuple:
-    model.eval()
+def frame_scores(model: FrameTSN, ds, device: str, workers: int = 0) -> tuple:
+    """``(keys, softmax scores (N, C))`` of a frames TSN, one instance per step."""
     loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=workers, collate_fn=_collate)
-    keys, out = [], []
-    for x, _, k in loader:
-        out.append(torch.softmax(model(x.to(device)), dim=1).cpu().numpy())
-        keys += k
-    return keys, np.concatenate(out)
+    return predict_scores(model, loader, device)

@@ -23,3 +23,17 @@ class FeatureTSN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         return self.fc(self.dropout(x)).mean(dim=1)
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, loader, device="cpu") -> tuple:
+    """``(keys, softmax scores (N, C))`` of a TSN (on features or frames) over ``loader``, whose
+    batches are ``(inputs, labels, keys)``, in the loader's order."""
+    import numpy as np
+
+    model.eval()
+    keys, out = [], []
+    for x, _, k in loader:
+        out.append(torch.softmax(model(x.to(device)), dim=1).cpu().numpy())
+        keys += k
+    return keys, np.concatenate(out)

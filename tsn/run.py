@@ -21,7 +21,7 @@ from tapos.data.version import __version__
 
 from .data import SnippetDataset
 from .metrics import fuse, scores_table
-from .model import FeatureTSN
+from .model import FeatureTSN, predict_scores
 
 FORMAT = "tapos-tsn/1"
 
@@ -61,15 +61,9 @@ def _loader(ds, batch_size, shuffle, seed):
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate)
 
 
-@torch.no_grad()
-def predict_scores(model, ds, batch_size=64, device="cpu") -> tuple:
-    """``(keys, softmax scores (N, C))`` in the dataset's order."""
-    model.eval()
-    keys, out = [], []
-    for x, _, k in _loader(ds, batch_size, False, 0):
-        out.append(torch.softmax(model(x.to(device)), dim=1).cpu().numpy())
-        keys += k
-    return keys, np.concatenate(out)
+def feature_scores(model, ds, batch_size=64, device="cpu") -> tuple:
+    """``(keys, softmax scores (N, C))`` of a feature TSN, in the dataset's order."""
+    return predict_scores(model, _loader(ds, batch_size, False, 0), device)
 
 
 def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_epoch):
@@ -95,7 +89,7 @@ def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_
             opt.step()
             total += loss.item() * len(y)
             n += len(y)
-        _, scores = predict_scores(model, val, device=device)
+        _, scores = feature_scores(model, val, device=device)
         top1 = float((scores.argmax(1) == labels).mean())
         row = {"modality": modality, "epoch": epoch + 1, "loss": total / max(n, 1), "val_top1": top1}
         on_epoch(row)
@@ -138,7 +132,7 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"], modal
         for k, mod in enumerate(mods):
             tr, va = _datasets(features, ann, mod, sampling, boundaries, cfg, seed)
             models[mod] = _fit_one(mod, tr, va, num_classes, cfg, seed + k, device, progress, on_epoch)
-            keys, val_scores[mod] = predict_scores(models[mod], va, device=device)
+            keys, val_scores[mod] = feature_scores(models[mod], va, device=device)
             labels = va.labels
         dims = {m: int(models[m].fc.in_features) for m in mods}
     config = {"input": input, "sampling": sampling, "label": label or sampling, "modality": "+".join(mods),
@@ -155,7 +149,7 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"], modal
 def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, seed, device, progress, on_epoch):
     from tapos.data.distributed import Distributed
 
-    from .finetune import fit, predict_scores as predict_frames
+    from .finetune import fit, frame_scores
     from .frames import FrameSnippets
 
     dist = Distributed(device)
@@ -168,7 +162,7 @@ def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, see
             if dist.rank == 0:
                 va = FrameSnippets(videos, ann.path, "val", mod, sampling, cfg["test_segments"], False, boundaries,
                                    flow_method=cfg["flow"])
-                keys, val_scores[mod] = predict_frames(models[mod], va, dist.device, cfg["workers"])
+                keys, val_scores[mod] = frame_scores(models[mod], va, dist.device, cfg["workers"])
                 labels = va.labels
     finally:
         dist.close()
@@ -223,16 +217,16 @@ def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None, vi
     val_scores, keys, labels = {}, None, None
     for mod, model in models.items():
         if frames:
-            from .finetune import predict_scores as predict_frames
+            from .finetune import frame_scores
             from .frames import FrameSnippets
 
             ds = FrameSnippets(videos, ann.path, "val", mod, config["sampling"], cfg["test_segments"], False,
                                boundaries, flow_method=cfg["flow"])
-            keys, val_scores[mod] = predict_frames(model, ds, "cpu")
+            keys, val_scores[mod] = frame_scores(model, ds, "cpu")
         else:
             ds = SnippetDataset(features, ann, "val", mod, config["sampling"], cfg["test_segments"] or cfg["segments"],
                                 False, boundaries)
-            keys, val_scores[mod] = predict_scores(model, ds)
+            keys, val_scores[mod] = feature_scores(model, ds)
         labels = ds.labels
         if model.fc.out_features <= labels.max():
             raise TaposError(f"{annotations}: class {labels.max()} is beyond the model's {model.fc.out_features}")
