@@ -1,4 +1,5 @@
-"""The TSN head on cached features: per-snippet classifier shared across segments, average consensus."""
+"""The TSN head on cached features (per-snippet classifier shared across segments, average
+consensus), and the class scores of any TSN over a loader."""
 from __future__ import annotations
 
 import torch
