@@ -339,4 +339,4 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         truth = truth if isinstance(truth, dict) else json.loads(Path(truth).read_text())
         recovery = planted_recovery(segments, shared, truth)
     return Analysis(parser.name, modality, opts["split"], m, usage, shared, sequences, exemplars, segments, disc,
-                    classifier, smooth, recovery)
+                    classifier, recovery)
