@@ -339,6 +339,18 @@ class FeatureReader(_H5Handle):
     def keys(self) -> list:
         return [k for k in self._h5()[INSTANCES].keys() if not k.startswith(".")]
 
+    def default_modality(self) -> str:
+        """What a parser or a TSN reads unless told: ``rgb+flow`` when the cache holds both,
+        otherwise the one it holds (from the root attribute, or the first instance)."""
+        held = str(self.attrs.get("modalities", "")).replace("+", ",").split(",")
+        held = [m for m in MODALITIES if m in held]
+        if not held:
+            keys = self.keys()
+            if not keys:
+                raise FeatureCacheError(f"{self.path}: the cache holds no instances")
+            held = list(self.info(keys[0]).dims)
+        return "+".join(held)
+
     def __contains__(self, key) -> bool:
         return isinstance(key, str) and not key.startswith(".") and key in self._h5()[INSTANCES]
 

@@ -10,6 +10,7 @@ import click
 from tapos.data.annotations import SPLITS
 from tapos.data.cli_utils import TaposGroup, echo_table, parse_overrides
 from tapos.data.features import MODALITY_CHOICES
+from tapos.data.selection import SELECT_ON
 from tapos.data.predictions import save_predictions
 from tapos.data.version import __version__
 
@@ -42,10 +43,18 @@ def main():
 @click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Feature cache (HDF5, schema tapos-features/1).")
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="tapos_annotation.json: trains on `train`, validates on `val`.")
+              help="tapos_annotation.json: trains on `train` (minus the dev split, see --select-on).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model directory: config.json, model.pt, log.csv, training.png.")
-@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"], show_default=True)
+@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"],
+              help="Default: what the cache holds (rgb+flow when both).")
+@click.option("--select-on", type=click.Choice(SELECT_ON), default=RUN_DEFAULTS["select_on"], show_default=True,
+              help="Where the epoch and 'auto' options are chosen: dev (whole videos carved from train; val and "
+                   "test are never read), val (the paper's setup: then do not report val) or none (last epoch, "
+                   "first candidates).")
+@click.option("--dev-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=RUN_DEFAULTS["dev_fraction"], show_default=True,
+              help="With --select-on dev: share of the training instances held out.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Default: the method's own.")
 @click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True,
               help="Training is deterministic on CPU for a seed.")
@@ -54,34 +63,45 @@ def main():
               help="DataLoader processes reading the cache.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a method default (value as JSON), e.g. --set min_segment=3.")
-def train(method, features, annotations, out_dir, modality, epochs, seed, device, workers, overrides):
-    """Train METHOD on the train subset, keep the epoch with the best val F1.
+def train(method, features, annotations, out_dir, modality, select_on, dev_fraction, epochs, seed, device, workers,
+          overrides):
+    """Train METHOD on the train subset; choose the epoch and 'auto' options on the dev split.
 
-    Validation after every epoch uses the TAPOS protocol (F1 averaged over the relative
-    thresholds). Example:
+    After every epoch the selection split is scored with both protocols: the paper's (F1 averaged
+    over the relative and the absolute thresholds) and GEBD's (F1 at 0.05 and averaged over
+    0.05..0.5); the paper's relative average chooses. Example:
 
       tapos-parse train --method transparser --features feats.h5 --annotations ann.json --out runs/tp
     """
     from .run import train as run_train
 
     _, history = run_train(method, features, annotations, out_dir, modality, epochs, seed, device,
-                           parse_overrides(overrides, PARSERS[method].DEFAULTS), progress=True, num_workers=workers)
+                           parse_overrides(overrides, PARSERS[method].DEFAULTS), progress=True, num_workers=workers,
+                           select_on=select_on, dev_fraction=dev_fraction)
     import pandas as pd
 
     df = pd.DataFrame(history).set_index("epoch")
-    cols = [c for c in df.columns if c in ("loss", "val_f1_rel", "val_f1_abs", "val_prec_rel", "val_rec_rel")]
-    echo_table(df[cols])
+    cols = [c for c in df.columns if c in ("loss", "val_f1_rel", "val_f1_abs", "val_gebd_f1_05", "val_prec_rel",
+                                           "val_rec_rel")]
+    echo_table(df[cols].rename(columns=lambda c: c.replace("val_", f"{select_on}_")))
     if "val_f1_rel" in df:
         best = df.index[df["best"] == True][-1] if "best" in df else df["val_f1_rel"].idxmax()  # noqa: E712
-        click.echo(f"best epoch {best}: val avg F1 {df.loc[best, 'val_f1_rel']:.4f} (rel), "
-                   f"{df.loc[best, 'val_f1_abs']:.4f} (abs)")
+        click.echo(f"best epoch {best}: {select_on} {_scores(df.loc[best])}")
         tuned = {c[6:]: df.loc[best, c] for c in df.columns if c.startswith("tuned_") and "val_" not in c}
         if tuned:
             chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())
             pre = "tuned_" if "tuned_val_f1_rel" in df else ""
-            click.echo(f"chosen on val: {chosen}: val avg F1 {df.loc[best, pre + 'val_f1_rel']:.4f} (rel), "
-                       f"{df.loc[best, pre + 'val_f1_abs']:.4f} (abs)")
+            click.echo(f"chosen on {select_on}: {chosen}: {select_on} {_scores(df.loc[best], pre)}")
+    else:
+        click.echo(f"no selection split (--select-on {select_on}): the last epoch and the first candidate of "
+                   "every 'auto' option are kept")
     click.echo(f"wrote {out_dir}/model.pt, config.json, log.csv, training.png")
+
+
+def _scores(row, pre: str = "") -> str:
+    """One line of a log row's scores in both protocols."""
+    return (f"avg F1 {row[pre + 'val_f1_rel']:.4f} (rel), {row[pre + 'val_f1_abs']:.4f} (abs); "
+            f"GEBD F1@0.05 {row[pre + 'val_gebd_f1_05']:.4f}, avg {row[pre + 'val_gebd_avg']:.4f}")
 
 
 @main.command()

@@ -14,6 +14,7 @@ from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
 from tapos.data.io import CsvLog
 from tapos.data.plotting import pyplot, save_figure
+from tapos.data.selection import DEV_FRACTION, selection
 
 from .base import FitOptions
 from .checkpoint import load_model, save_model
@@ -22,7 +23,11 @@ from .registry import get_parser
 
 # What train and predict do unless told otherwise (their arguments; tapos-parse shows these)
 RUN_DEFAULTS = {
-    "modality": "rgb+flow",  # features the parser reads (one of tapos.data.MODALITY_CHOICES)
+    "modality": None,        # features the parser reads (one of tapos.data.MODALITY_CHOICES);
+                             # None: what the cache holds (rgb+flow when both)
+    "select_on": "dev",      # where epochs and "auto" options are chosen: dev (carved from train),
+                             # val (the paper's setup: do not report val then) or none (tapos.data.selection)
+    "dev_fraction": DEV_FRACTION,  # share of the training instances (whole videos) held out as dev
     "epochs": None,          # None: the method's own
     "seed": 0,               # training is deterministic on CPU for a seed
     "device": "cpu",
@@ -31,18 +36,23 @@ RUN_DEFAULTS = {
 }
 
 
-def train(method: str, features, annotations, out_dir=None, modality: str = RUN_DEFAULTS["modality"],
+def train(method: str, features, annotations, out_dir=None, modality: Optional[str] = RUN_DEFAULTS["modality"],
           epochs: Optional[int] = RUN_DEFAULTS["epochs"], seed: int = RUN_DEFAULTS["seed"],
           device: str = RUN_DEFAULTS["device"], overrides: Optional[dict] = None, progress: bool = True,
-          num_workers: int = RUN_DEFAULTS["num_workers"]):
-    """Fit ``method`` on the ``train`` subset, validating on ``val`` after each epoch (the best
-    epoch is kept). With ``out_dir``: ``config.json``, ``model.pt``, ``log.csv`` (written after
-    every epoch) and ``training.png``. Returns ``(parser, history)``."""
+          num_workers: int = RUN_DEFAULTS["num_workers"], select_on: str = RUN_DEFAULTS["select_on"],
+          dev_fraction: float = RUN_DEFAULTS["dev_fraction"]):
+    """Fit ``method`` on the ``train`` subset, choosing the epoch and every ``"auto"`` option on
+    the selection split (``select_on``: a dev split carved from train by default, so that val
+    and test are never read). With ``out_dir``: ``config.json`` (which records the selection),
+    ``model.pt``, ``log.csv`` (written after every epoch; its ``val_*`` columns are scores on the
+    selection split) and ``training.png``. Returns ``(parser, history)``."""
 
     ann = load_annotations(annotations)
-    modality = "+".join(parse_modality(modality))
-    train_ds = FeatureDataset(features, ann, "train", modality)
-    val_ds = FeatureDataset(features, ann, "val", modality) if len(ann.split("val")) else None
+    reader = FeatureReader(features)
+    modality = "+".join(parse_modality(modality or reader.default_modality()))
+    sel = selection(ann, select_on, dev_fraction)
+    train_ds = FeatureDataset(reader, sel.fit, "all", modality)
+    val_ds = FeatureDataset(reader, sel.select, "all", modality) if sel.select is not None else None
     parser = get_parser(method, **(overrides or {}))
     if epochs is not None and not parser.has_epochs:
         raise TaposError(f"{method} is fitted without epochs; drop --epochs (its options: tapos-parse methods)")
@@ -54,15 +64,16 @@ def train(method: str, features, annotations, out_dir=None, modality: str = RUN_
     parser.fit(train_ds, val_ds, FitOptions(epochs=epochs, seed=seed, device=device, progress=progress,
                                             num_workers=num_workers, on_epoch=log))
     if out:
-        log.write()  # tuning on val (options set to "auto") adds to the best epoch's row after the last epoch
+        log.write()  # tuning (options set to "auto") adds to the best epoch's row after the last epoch
         save_model(parser, out, modality, {"features": str(features), "annotations": str(ann.path), "seed": seed,
-                                           "epochs": len(history), "feature_cache": train_ds.reader.settings().to_json()})
-        plot_history(history, out / "training.png", method)
+                                           "epochs": len(history), "selection": sel.record(),
+                                           "feature_cache": reader.settings().to_json()})
+        plot_history(history, out / "training.png", method, sel.split)
     return parser, history
 
 
-def plot_history(history: list, path, title: str = "") -> Path:
-    """Loss terms (left) and validation F1 / precision / recall (right) per epoch."""
+def plot_history(history: list, path, title: str = "", split: str = "validation") -> Path:
+    """Loss terms (left) and F1 / precision / recall on the selection ``split`` (right) per epoch."""
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [r["epoch"] for r in history]
@@ -79,7 +90,7 @@ def plot_history(history: list, path, title: str = "") -> Path:
             ax2.plot(epochs, [r.get(k, np.nan) for r in history], style, label=k.replace("val_", ""), ms=3)
     ax2.set_ylim(0, 1)
     ax2.set_xlabel("epoch")
-    ax2.set_title("validation (avg over thresholds)")
+    ax2.set_title(f"{split} (avg over thresholds)")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     return save_figure(fig, path)

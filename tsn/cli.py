@@ -45,8 +45,11 @@ def main():
               help="uniform: TSN's even segments; aligned: annotated sub-actions; parsed: --boundaries.")
 @click.option("--boundaries", type=click.Path(dir_okay=False, path_type=Path),
               help="With --sampling parsed: tapos-parse predict output covering train and val (--split all).")
-@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"], show_default=True,
-              help="rgb+flow trains both and fuses their scores 1:1.5.")
+@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"],
+              help="rgb+flow trains both and fuses their scores 1:1.5. Default: what the cache holds (rgb+flow "
+                   "when both).")
+@click.option("--split", type=click.Choice(["val", "test"]), default=RUN_DEFAULTS["split"], show_default=True,
+              help="The split evaluated and reported (never read in training).")
 @click.option("--segments", type=click.IntRange(1), default=DEFAULTS["segments"], show_default=True,
               help="Snippets per instance.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help=f"Default {DEFAULTS['epochs']}.")
@@ -58,12 +61,12 @@ def main():
                    "also lr_steps, momentum, clip_grad, partial_bn, weights (imagenet|random|PATH), flow, workers.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Model directory: config.json, model.pt, log.csv, results.{json,csv,md}, confusion.png.")
-@click.option("--eval-only", is_flag=True, help="Re-evaluate the model in --model on val instead of training.")
+@click.option("--eval-only", is_flag=True, help="Re-evaluate the model in --model on --split instead of training.")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="With --eval-only.")
 @click.option("--no-progress", is_flag=True)
-def run(input_kind, features, videos, annotations, sampling, boundaries, modality, segments, epochs, seed, device,
-        label, overrides, out_dir, eval_only, model_dir, no_progress):
-    """Train on the train subset with one sampling scheme and evaluate on val.
+def run(input_kind, features, videos, annotations, sampling, boundaries, modality, split, segments, epochs, seed,
+        device, label, overrides, out_dir, eval_only, model_dir, no_progress):
+    """Train on the train subset with one sampling scheme and evaluate on val (or --split test).
 
     Reports top-1 accuracy and mean class accuracy ("Avg. Acc.") per modality and for their
     late fusion, in the layout of the paper's Tables 1 and 4. The numbers are the last epoch's.
@@ -75,7 +78,7 @@ def run(input_kind, features, videos, annotations, sampling, boundaries, modalit
     if eval_only:
         if model_dir is None:
             raise click.UsageError("--eval-only needs --model DIR")
-        results = evaluate(model_dir, features, annotations, boundaries, out_dir, videos)
+        results = evaluate(model_dir, features, annotations, boundaries, out_dir, videos, split)
         label = label or json.loads((Path(model_dir) / "config.json").read_text()).get("label", "model")
     else:
         if out_dir is None:
@@ -92,7 +95,7 @@ def run(input_kind, features, videos, annotations, sampling, boundaries, modalit
             extra["epochs"] = epochs
         label = label or (f"parsed ({boundaries.stem})" if sampling == "parsed" else sampling)
         results = train(features, annotations, sampling, modality, out_dir, boundaries, seed, device, extra,
-                        progress=not no_progress, label=label, input=input_kind, videos=videos)
+                        progress=not no_progress, label=label, input=input_kind, videos=videos, split=split)
         if results is None:  # a torchrun rank other than 0
             return
     echo_table(scores_table({label: results}), "{:.2f}")

@@ -1,5 +1,5 @@
 """The library behind ``tapos-tsn``: train a TSN on the ``train`` subset with one sampling scheme,
-evaluate on ``val`` (per modality and their late fusion), write the model directory."""
+evaluate on ``val`` or ``test`` (per modality and their late fusion), write the model directory."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from tapos.data.annotations import load_annotations
 from tapos.data.checkpoints import load_checkpoint, save_checkpoint
 from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
-from tapos.data.features import parse_modality
+from tapos.data.features import FeatureReader, parse_modality
 from tapos.data.io import CsvLog, atomic_path, atomic_write_text
 from tapos.data.options import apply_options
 from tapos.data.predictions import load_predictions
@@ -39,7 +39,9 @@ DEFAULTS = {
 # What a run trains on unless told otherwise (the arguments of train; tapos-tsn shows these)
 RUN_DEFAULTS = {
     "sampling": "uniform",   # uniform (TSN), aligned (annotated sub-actions) or parsed (predicted)
-    "modality": "rgb+flow",  # one TSN per modality, fused late
+    "modality": None,        # one TSN per modality, fused late; None: what the cache holds (rgb+flow
+                             # when both; with --input frames: rgb+flow)
+    "split": "val",          # the split evaluated and reported (val or test; never read in training)
     "seed": 0,
     "device": "cpu",
     "input": "features",     # one of INPUTS
@@ -47,9 +49,9 @@ RUN_DEFAULTS = {
 INPUTS = ("features", "frames")  # a head on cached features, or BNInception fine-tuned on frames
 
 
-def _datasets(features, ann, modality, sampling, boundaries, cfg, seed):
+def _datasets(features, ann, modality, sampling, boundaries, cfg, seed, split):
     train = SnippetDataset(features, ann, "train", modality, sampling, cfg["segments"], True, boundaries, seed)
-    val = SnippetDataset(features, ann, "val", modality, sampling, cfg["test_segments"] or cfg["segments"], False,
+    val = SnippetDataset(features, ann, split, modality, sampling, cfg["test_segments"] or cfg["segments"], False,
                          boundaries)
     return train, val
 
@@ -97,12 +99,13 @@ def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_
     return model
 
 
-def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"], modality: str = RUN_DEFAULTS["modality"],
-          out_dir=None, boundaries=None, seed: int = RUN_DEFAULTS["seed"], device: str = RUN_DEFAULTS["device"],
-          overrides: Optional[dict] = None, progress: bool = True, label: Optional[str] = None,
-          input: str = RUN_DEFAULTS["input"], videos=None):
-    """Train one TSN per modality on ``train`` and evaluate on ``val``; the reported numbers are
-    the last epoch's (no model selection on val). ``input="features"`` trains the head on cached
+def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
+          modality: Optional[str] = RUN_DEFAULTS["modality"], out_dir=None, boundaries=None,
+          seed: int = RUN_DEFAULTS["seed"], device: str = RUN_DEFAULTS["device"], overrides: Optional[dict] = None,
+          progress: bool = True, label: Optional[str] = None, input: str = RUN_DEFAULTS["input"], videos=None,
+          split: str = RUN_DEFAULTS["split"]):
+    """Train one TSN per modality on ``train`` and evaluate on ``split`` (val or test); the
+    reported numbers are the last epoch's (nothing is selected on the evaluated split). ``input="features"`` trains the head on cached
     features (``features`` is the cache); ``"frames"`` fine-tunes BNInception on the frames of the
     videos in ``videos`` (under torchrun, on every process; rank 0 evaluates). Returns the results
     dict (also written to ``out_dir``); None on ranks other than 0."""
@@ -113,6 +116,10 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"], modal
     if input == "frames" and videos is None:
         raise TaposError("--input frames needs --videos DIR")
     ann = load_annotations(annotations)
+    if split not in ("val", "test"):
+        raise TaposError(f"tapos-tsn evaluates val or test, not {split!r}")
+    if modality is None:
+        modality = FeatureReader(features).default_modality() if input == "features" else "rgb+flow"
     mods = parse_modality(modality)
     if isinstance(boundaries, (str, Path)):
         boundaries = load_predictions(boundaries)
@@ -123,21 +130,21 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"], modal
     on_epoch = CsvLog(out / "log.csv" if out else None)
     if input == "frames":
         models, keys, val_scores, labels = _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes,
-                                                         seed, device, progress, on_epoch)
+                                                         seed, device, progress, on_epoch, split)
         if models is None:
             return None
         dims = {m: 1024 for m in mods}
     else:
         models, val_scores, keys, labels = {}, {}, None, None
         for k, mod in enumerate(mods):
-            tr, va = _datasets(features, ann, mod, sampling, boundaries, cfg, seed)
+            tr, va = _datasets(features, ann, mod, sampling, boundaries, cfg, seed, split)
             models[mod] = _fit_one(mod, tr, va, num_classes, cfg, seed + k, device, progress, on_epoch)
             keys, val_scores[mod] = feature_scores(models[mod], va, device=device)
             labels = va.labels
         dims = {m: int(models[m].fc.in_features) for m in mods}
     config = {"input": input, "sampling": sampling, "label": label or sampling, "modality": "+".join(mods),
               "options": cfg, "num_classes": num_classes, "dim": dims, "features": str(features),
-              "videos": str(videos) if videos else None, "annotations": str(ann.path), "seed": seed,
+              "videos": str(videos) if videos else None, "annotations": str(ann.path), "seed": seed, "split": split,
               "tool_version": __version__}
     results = evaluate_scores(val_scores, labels, cfg["fusion"])
     if out:
@@ -146,7 +153,8 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"], modal
     return results
 
 
-def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, seed, device, progress, on_epoch):
+def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, seed, device, progress, on_epoch,
+                  split):
     from tapos.data.distributed import Distributed
 
     from .finetune import fit, frame_scores
@@ -160,7 +168,7 @@ def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, see
                                cfg["flow"])
             models[mod] = fit(mod, tr, num_classes, cfg, seed + k, dist, progress, on_epoch)
             if dist.rank == 0:
-                va = FrameSnippets(videos, ann.path, "val", mod, sampling, cfg["test_segments"], False, boundaries,
+                va = FrameSnippets(videos, ann.path, split, mod, sampling, cfg["test_segments"], False, boundaries,
                                    flow_method=cfg["flow"])
                 keys, val_scores[mod] = frame_scores(models[mod], va, dist.device, cfg["workers"])
                 labels = va.labels
@@ -204,9 +212,11 @@ def load(model_dir) -> tuple:
     return models, config
 
 
-def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None, videos=None) -> dict:
-    """Re-evaluate a trained model on ``val`` (``--eval-only``; frame models need ``videos``)."""
+def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None, videos=None,
+             split: str = RUN_DEFAULTS["split"]) -> dict:
+    """Re-evaluate a trained model on ``split`` (``--eval-only``; frame models need ``videos``)."""
     models, config = load(model_dir)
+    config = {**config, "split": split}
     ann = load_annotations(annotations)
     if isinstance(boundaries, (str, Path)):
         boundaries = load_predictions(boundaries)
@@ -220,11 +230,11 @@ def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None, vi
             from .finetune import frame_scores
             from .frames import FrameSnippets
 
-            ds = FrameSnippets(videos, ann.path, "val", mod, config["sampling"], cfg["test_segments"], False,
+            ds = FrameSnippets(videos, ann.path, split, mod, config["sampling"], cfg["test_segments"], False,
                                boundaries, flow_method=cfg["flow"])
             keys, val_scores[mod] = frame_scores(model, ds, "cpu")
         else:
-            ds = SnippetDataset(features, ann, "val", mod, config["sampling"], cfg["test_segments"] or cfg["segments"],
+            ds = SnippetDataset(features, ann, split, mod, config["sampling"], cfg["test_segments"] or cfg["segments"],
                                 False, boundaries)
             keys, val_scores[mod] = feature_scores(model, ds)
         labels = ds.labels
@@ -245,10 +255,11 @@ def write_results(out: Path, config: dict, results: dict, keys, val_scores, labe
     atomic_write_text(out / "results.md", table.to_markdown(floatfmt=".2f") + "\n")
     best = "+".join(val_scores) if len(val_scores) > 1 else next(iter(val_scores))
     scores = fuse(val_scores, config["options"]["fusion"]) if len(val_scores) > 1 else val_scores[best]
-    with atomic_path(out / "val_scores.npz") as tmp, open(tmp, "wb") as handle:
+    split = config.get("split", "val")
+    with atomic_path(out / f"{split}_scores.npz") as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, keys=np.asarray(keys), labels=labels, **{m: s for m, s in val_scores.items()})
     plot_confusion(scores, labels, config["num_classes"], out / "confusion.png",
-                   f"TSN {config['label']} ({best}) on val")
+                   f"TSN {config['label']} ({best}) on {split}")
     if history:
         from .metrics import plot_history
 
