@@ -57,9 +57,16 @@ class Parser:
     TUNABLE: dict = {}
     normalize = True  # standardize features with training statistics before the method sees them
     has_epochs = False  # whether FitOptions.epochs means anything to the method
+    # Named sets of option values (``preset="paper"``: the method as its paper describes it, where
+    # our defaults deviate); applied over DEFAULTS, under explicit options.
+    PRESETS: dict = {}
 
-    def __init__(self, **config):
-        self.config = apply_options(self.DEFAULTS, config, self.name)
+    def __init__(self, preset: Optional[str] = None, **config):
+        if preset not in (None, "default") and preset not in self.PRESETS:
+            raise TaposError(f"{self.name}: unknown preset {preset!r} (known: {', '.join(['default', *self.PRESETS])})")
+        preset_values = self.PRESETS.get(preset, {})
+        self.preset = preset or "default"
+        self.config = apply_options(self.DEFAULTS, {**preset_values, **config}, self.name)
         self.dim: Optional[int] = None
         self.num_classes: Optional[int] = None
         self.mean: Optional[np.ndarray] = None
@@ -156,6 +163,7 @@ class Parser:
     def state(self) -> dict:
         return {
             "method": self.name,
+            "preset": self.preset,
             "config": dict(self.config),
             "dim": self.dim,
             "num_classes": self.num_classes,
@@ -167,6 +175,7 @@ class Parser:
     @classmethod
     def from_state(cls, state: dict) -> "Parser":
         parser = cls(**state["config"])
+        parser.preset = state.get("preset", "default")
         parser.dim = state["dim"]
         parser.num_classes = state["num_classes"]
         parser.mean = None if state["mean"] is None else state["mean"].numpy()

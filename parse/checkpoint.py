@@ -15,8 +15,8 @@ FORMAT = "tapos-parser/1"
 
 
 def save_model(parser: Parser, out_dir, modality: str, extra: dict = None) -> Path:
-    config = {"method": parser.name, "modality": modality, "dim": parser.dim, "num_classes": parser.num_classes,
-              "config": parser.config, "tool_version": __version__, **(extra or {})}
+    config = {"method": parser.name, "preset": parser.preset, "modality": modality, "dim": parser.dim,
+              "num_classes": parser.num_classes, "config": parser.config, "tool_version": __version__, **(extra or {})}
     return save_checkpoint(out_dir, FORMAT, {"modality": modality, "state": parser.state()}, config)
 
 

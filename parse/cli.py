@@ -61,10 +61,12 @@ def main():
 @click.option("--device", default=RUN_DEFAULTS["device"], show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--workers", type=click.IntRange(0), default=RUN_DEFAULTS["num_workers"], show_default=True,
               help="DataLoader processes reading the cache.")
+@click.option("--preset", default=None, help="A named set of option values, e.g. paper: the method as its paper "
+              "describes it (tapos-parse methods lists them). Options given with --set still win.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a method default (value as JSON), e.g. --set min_segment=3.")
 def train(method, features, annotations, out_dir, modality, select_on, dev_fraction, epochs, seed, device, workers,
-          overrides):
+          preset, overrides):
     """Train METHOD on the train subset; choose the epoch and 'auto' options on the dev split.
 
     After every epoch the selection split is scored with both protocols: the paper's (F1 averaged
@@ -75,9 +77,11 @@ def train(method, features, annotations, out_dir, modality, select_on, dev_fract
     """
     from .run import train as run_train
 
-    _, history = run_train(method, features, annotations, out_dir, modality, epochs, seed, device,
-                           parse_overrides(overrides, PARSERS[method].DEFAULTS), progress=True, num_workers=workers,
-                           select_on=select_on, dev_fraction=dev_fraction)
+    options = parse_overrides(overrides, {**PARSERS[method].DEFAULTS, "preset": None})
+    if preset is not None:
+        options.setdefault("preset", preset)
+    _, history = run_train(method, features, annotations, out_dir, modality, epochs, seed, device, options,
+                           progress=True, num_workers=workers, select_on=select_on, dev_fraction=dev_fraction)
     import pandas as pd
 
     df = pd.DataFrame(history).set_index("epoch")
@@ -242,6 +246,8 @@ def methods():
         click.echo(f"{name}: {doc}")
         for k, v in cls.DEFAULTS.items():
             click.echo(f"    {k} = {json.dumps(v)}")
+        for preset, values in cls.PRESETS.items():
+            click.echo(f"  --preset {preset}: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,8 +67,13 @@ class ISBAParser(LabellingParser, TorchParser):
         "dropout": 0.3,
         "rounds": 3,        # boundary re-assignments (spread evenly over the epochs)
         "soft_width": 0.1,  # blend around a boundary, fraction of the shorter segment
+        "transcripts": "segments",  # pseudo transcripts from "segments" (K clusters of the annotated
+                                    # segments' mean features: our deviation) or "frames" (K clusters of
+                                    # frame features, a segment labelled by its most frequent cluster:
+                                    # the paper's pre-grouping)
         **LabellingParser.LABELLING_DEFAULTS,
     }
+    PRESETS = {"paper": {"transcripts": "frames", "min_segment": 1}}
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -82,20 +87,25 @@ class ISBAParser(LabellingParser, TorchParser):
     def _pseudo_transcripts(self, train) -> None:
         from sklearn.cluster import KMeans
 
-        means, owners, lengths = [], [], {}
+        segments, lengths = [], {}  # (key, rows of one annotated segment)
         for i in range(len(train)):
             item = train[i]
             x = self.transform(item["features"].numpy())
             lengths[item["key"]] = len(x)
             edges = [0, *item["row_boundaries"].tolist(), len(x)]
-            for j in range(len(edges) - 1):
-                if edges[j + 1] > edges[j]:
-                    means.append(x[edges[j]:edges[j + 1]].mean(0))
-                    owners.append(item["key"])
-        k = min(int(self.config["k"]), len(means))
-        labels = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(np.stack(means))
+            segments += [(item["key"], x[edges[j]:edges[j + 1]]) for j in range(len(edges) - 1) if edges[j + 1] > edges[j]]
+        if self.config["transcripts"] == "frames":
+            frames = np.concatenate([rows for _, rows in segments])
+            if len(frames) > 50000:  # the clusters need a sample, not every frame
+                frames = frames[np.random.default_rng(0).choice(len(frames), 50000, replace=False)]
+            km = KMeans(n_clusters=min(int(self.config["k"]), len(frames)), n_init=3, random_state=0).fit(frames)
+            labels = [int(np.bincount(km.predict(rows)).argmax()) for _, rows in segments]
+        else:
+            means = np.stack([rows.mean(0) for _, rows in segments])
+            labels = KMeans(n_clusters=min(int(self.config["k"]), len(means)), n_init=3,
+                            random_state=0).fit_predict(means)
         self.transcripts = {}
-        for key, lab in zip(owners, labels):
+        for (key, _), lab in zip(segments, labels):
             self.transcripts.setdefault(key, []).append(int(lab))
         self.bounds = {}  # uniform initial boundaries
         for key, labs in self.transcripts.items():

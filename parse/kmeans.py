@@ -18,6 +18,7 @@ class KMeansParser(LabellingParser):
         "chunk_frames": 8192,  # frames per partial_fit step (bounds memory at any dataset size)
         **LabellingParser.LABELLING_DEFAULTS,
     }
+    PRESETS = {"paper": {"k": 64, "min_segment": 1}}  # a new sub-action wherever the cluster changes
 
     def __init__(self, **config):
         super().__init__(**config)

@@ -36,6 +36,7 @@ class PAParser(Parser):
         "min_distance": 5,  # rows between two boundaries (the higher peak wins)
     }
     TUNABLE = {"threshold": (0.5, 0.0, 0.25, 1.0, 1.5, 2.0)}
+    PRESETS = {"paper": {"threshold": 0.5}}  # GEBD's baseline: a fixed threshold
 
     def fit(self, train, val=None, opts=None) -> list:
         opts = opts or FitOptions()

@@ -42,6 +42,7 @@ class TCNParser(TorchParser):
         "dropout": 0.3,
     }
     TUNABLE = {"threshold": (0.5, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)}  # the paper's 0.5 first
+    PRESETS = {"paper": {"threshold": 0.5}}
 
     def build_model(self) -> nn.Module:
         return TemporalConvNet(self.dim, self.config["hidden"], self.config["kernel"], 1, self.config["dropout"])

@@ -59,11 +59,15 @@ class SPSUnit(nn.Module):
         self.scale = 1.0 / math.sqrt(d_k) if scaled else 1.0
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, f: torch.Tensor):
+    def responses(self, f: torch.Tensor) -> torch.Tensor:
+        """``alpha`` (heads, N, m): each row's attention over the miner's patterns, eq. (1)."""
         q = torch.einsum("nd,hdk->hnk", f, self.w_q)               # (H, N, d_k)
         k = torch.einsum("md,hdk->hmk", self.phi, self.w_k)        # (H, m, d_k)
+        return torch.softmax(torch.einsum("hnk,hmk->hnm", q, k) * self.scale, dim=-1)
+
+    def forward(self, f: torch.Tensor):
+        alpha = self.responses(f)                                  # (1)
         v = torch.einsum("md,hdk->hmk", self.phi, self.w_v)        # (H, m, d)
-        alpha = torch.softmax(torch.einsum("hnk,hmk->hnm", q, k) * self.scale, dim=-1)  # (1)
         r = torch.einsum("hnm,hmd->hnd", alpha, v)                 # (2)
         r_tilde = self.merge(r.permute(1, 0, 2).reshape(f.shape[0], -1))
         x = f + self.dropout(r_tilde)                              # amplification
@@ -85,14 +89,17 @@ class TransParserNet(nn.Module):
         ])
         self.classifier = nn.Linear(d, num_classes)  # W of the global loss
         self.attention = cfg["attention"]
+        readout = cfg.get("readout", "unit")
+        self.refined = readout == "refined" or (readout == "paper" and cfg["units"] == 1)
 
     def forward(self, x: torch.Tensor):
-        """Returns the last unit's output ``(N, d)`` and its attention ``(N, m)``."""
+        """Returns the last unit's output ``(N, d)`` and the attention that parses ``(N, m)``."""
         f = self.inp(x)
         for unit in self.units:
             f, alpha = unit(f)
-        att = alpha.mean(0) if self.attention == "mean" else alpha[int(self.attention)]
-        return f, att
+        if self.refined:  # the responses of the refined features f' to the last unit's patterns
+            alpha = self.units[-1].responses(f)
+        return f, (alpha.mean(0) if self.attention == "mean" else alpha[int(self.attention)])
 
 
 def local_loss(att: torch.Tensor, seg: torch.Tensor, lam: float, eps: float = 1e-8):
@@ -133,8 +140,15 @@ class TransParser(LabellingParser, TorchParser):
         "global_weight": 1.0,     # weight of the global (classification) loss
         "local_max_frames": 256,  # frames sampled per instance for the O(T^2) local loss
         "attention": "mean",      # heads' attention used by the loss and inference: "mean", 0 or 1
+        "readout": "unit",        # which attention parses: "unit" (the last unit's, on its input),
+                                  # "refined" (the last unit's patterns against the final refined
+                                  # features f'), "paper" (refined with one unit, as the paper states
+                                  # for the single-unit variant; unit with two)
         **LabellingParser.LABELLING_DEFAULTS,  # min_segment on the argmax pattern (1 = the paper)
     }
+    PRESETS = {"paper": {  # eq. (1)-(3) as written: no projection, no scaling, f' = FFN(f + r~), raw argmax
+        "d_model": None, "scaled": False, "post_norm": False, "readout": "paper", "min_segment": 1,
+    }}
 
     def build_model(self) -> nn.Module:
         return TransParserNet(self.dim, self.num_classes, self.config)
