@@ -25,15 +25,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tapos.data import FeatureDataset, load_annotations
-from tapos.data.gebd import tapos_to_gebd
 from tapos.data.selection import DEV_FRACTION, selection
 from tapos.data.synth import write_dataset
-from tapos.evaluate import evaluate_gebd, evaluate_tapos
-from tapos.parse import PARSERS, FitOptions, get_parser, predict_dataset
+from tapos.parse import PARSERS, FitOptions, get_parser, validation_scores
 
 BASELINES = ["kmeans", "isba", "ctm", "tcn", "pa"]
 SMOOTHING = (1, 2, 3, 4, 6, 8)
@@ -41,19 +38,12 @@ METRICS = ["F1 (rel)", "F1 (abs)", "GEBD F1@0.05", "GEBD avg", "precision (rel)"
 
 
 def scores(parser, val) -> dict:
-    """Both protocols on ``val`` for a fitted parser."""
-    preds = predict_dataset(parser, val)
-    instances = {i.key: i for i in val.instances}
-    res = evaluate_tapos(instances, preds)
-    out = {}
-    for name, sc in (("rel", res.relative), ("abs", res.absolute)):
-        p, r, f = sc.prf
-        out.update({f"F1 ({name})": f.mean(), f"recall ({name})": r.mean(), f"precision ({name})": p.mean()})
-    gebd = {v.key: v for v in tapos_to_gebd(val.instances)}
-    f1 = evaluate_gebd(gebd, {k: np.asarray(v, float) / gebd[k].fps for k, v in preds.items()}).relative.f1
-    out.update({"GEBD F1@0.05": f1[0], "GEBD avg": f1.mean()})
-    out["boundaries/inst"] = np.mean([len(v) for v in preds.values()])
-    return out
+    """Both protocols on ``val`` for a fitted parser (the scores training logs, under table names)."""
+    sc = validation_scores(parser, val)
+    names = {"f1_rel": "F1 (rel)", "f1_abs": "F1 (abs)", "rec_rel": "recall (rel)", "rec_abs": "recall (abs)",
+             "prec_rel": "precision (rel)", "prec_abs": "precision (abs)", "gebd_f1_05": "GEBD F1@0.05",
+             "gebd_avg": "GEBD avg", "boundaries_per_instance": "boundaries/inst"}
+    return {table: sc[f"val_{key}"] for key, table in names.items()}
 
 
 def fit(name, train, dev, epochs, seed, **cfg):
