@@ -13,9 +13,10 @@ from .protocols import (
     evaluate_tapos,
     evaluate_tapos_by_class,
     human_agreement,
+    human_rounds,
 )
 
 __all__ = [
     "greedy_true_positives", "ABSOLUTE_THRESHOLDS", "MIN_CONSISTENCY", "RELATIVE_THRESHOLDS",
-    "EvaluationResult", "Scores", "evaluate_gebd", "evaluate_tapos", "evaluate_tapos_by_class", "human_agreement",
+    "EvaluationResult", "Scores", "evaluate_gebd", "evaluate_tapos", "evaluate_tapos_by_class", "human_agreement", "human_rounds",
 ]

@@ -13,7 +13,8 @@ from tapos.data.io import atomic_write_text
 from tapos.data.predictions import load_predictions
 from tapos.data.version import __version__
 
-from .protocols import MIN_CONSISTENCY, evaluate_gebd, evaluate_tapos, evaluate_tapos_by_class, human_agreement
+from .protocols import (MIN_CONSISTENCY, evaluate_gebd, evaluate_tapos, evaluate_tapos_by_class, human_agreement,
+                        human_rounds)
 from .report import class_table, plot_by_class, plot_result, result_tables
 
 
@@ -122,16 +123,28 @@ def tapos(annotations, pred, split, json_out, plot, by_class):
 @main.command()
 @click.argument("gt", type=click.Path(dir_okay=False, path_type=Path))
 @_json_opt
-@click.option("--min-consistency", type=float, default=MIN_CONSISTENCY, show_default=True)
-def human(gt, json_out, min_consistency):
-    """Agreement between annotators: each one scored against the others (GEBD protocol).
+@click.option("--against", type=click.Choice(["first", "others"]), default="first", show_default=True,
+              help="first: rounds 2, 3, ... scored against round 1 with the TAPOS protocol (the paper's human "
+                   "rows); others: each annotator against the best of the others (GEBD protocol).")
+@click.option("--min-consistency", type=float, default=MIN_CONSISTENCY, show_default=True,
+              help="With --against others: videos whose annotators agree less are skipped (GEBD).")
+def human(gt, json_out, against, min_consistency):
+    """Agreement between annotators, as human performance.
 
-    GT is a Kinetics-GEBD layout file with several annotators per video. Prints one row per
-    annotator (average precision, recall, F1 over the relative thresholds) and the mean.
+    GT is a Kinetics-GEBD layout file with several annotators per video (annotator 0 is the first
+    round). Prints one row per round or annotator (average F1 over the relative thresholds, and
+    over the absolute ones when the file has frame rates) and the mean.
 
     Example: tapos-evaluate human gebd_annotators.json --json human.json
     """
-    results = human_agreement(load_gebd(gt), min_consistency=min_consistency)
+    videos = load_gebd(gt)
+    if against == "first":
+        results, name = human_rounds(videos), "round {}"
+        title = "== human agreement (each later round against round 1, TAPOS protocol)"
+    else:
+        results, name = human_agreement(videos, min_consistency=min_consistency), "annotator {}"
+        title = "== human agreement (each annotator against the others, GEBD protocol)"
+    results = {i: r for i, r in results.items() if r.counts["videos"]}
     if not results:
         raise click.ClickException(f"{gt}: no video has two or more annotators")
     import pandas as pd
@@ -139,11 +152,15 @@ def human(gt, json_out, min_consistency):
     rows = []
     for i, res in results.items():
         prec, rec, f1 = res.relative.prf
-        rows.append({"annotator": i, "videos": res.counts["videos"], "avg precision": prec.mean(),
-                     "avg recall": rec.mean(), "avg F1": f1.mean(), "F1@0.05": f1[0]})
-    df = pd.DataFrame(rows).set_index("annotator")
+        row = {"": name.format(i + 1 if against == "first" else i), "videos": res.counts["videos"],
+               "avg precision": prec.mean(), "avg recall": rec.mean(), "avg F1": f1.mean(), "F1@0.05": f1[0]}
+        if res.absolute is not None:
+            row["avg F1 (abs)"] = res.absolute.prf[2].mean()
+        rows.append(row)
+    df = pd.DataFrame(rows).set_index("")
+    df.index.name = None
     df.loc["mean"] = df.mean(numeric_only=True)
-    click.echo("== human agreement (each annotator against the others)")
+    click.echo(title)
     echo_table(df)
     if json_out:
         atomic_write_text(json_out, json.dumps({str(i): r.to_json() for i, r in results.items()}, indent=1))

@@ -210,6 +210,33 @@ def evaluate_tapos_by_class(instances: Mapping, predictions: Mapping, **kwargs) 
     }
 
 
+def human_rounds(gt: Mapping, relative=RELATIVE_THRESHOLDS, absolute=ABSOLUTE_THRESHOLDS) -> dict:
+    """The paper's human rows: annotation round ``i + 1`` (annotator ``i >= 1``) scored against
+    round 1 (annotator 0) with the TAPOS protocol, over the videos that have both.
+
+    Relative thresholds are fractions of the duration; absolute ones are frames (``d * fps``
+    seconds), computed only when every video used has a frame rate (else ``absolute`` is None).
+    Returns ``{i: EvaluationResult}``.
+    """
+    n_max = max((len(v.annotators) for v in gt.values()), default=0)
+    rel = np.asarray(relative, dtype=np.float64)
+    out = {}
+    for i in range(1, n_max):
+        used = {k: v for k, v in gt.items() if len(v.annotators) > i}
+        preds = {k: v.annotators[i] for k, v in used.items()}
+        counts = _new_counts(preds, used)
+        with_abs = all(v.fps for v in used.values())
+        ab = np.asarray(absolute if with_abs else (), dtype=np.float64)
+        videos = [_Video(k, [np.asarray(v.annotators[0], dtype=np.float64)], float(v.duration),
+                         np.concatenate([rel * np.float64(v.duration), ab / (v.fps if with_abs else 1.0)]))
+                  for k, v in used.items()]
+        tp, pos, det = _pool(videos, preds, len(rel) + len(ab), counts)
+        n = len(rel)
+        out[i] = EvaluationResult("tapos", Scores(tuple(relative), tp[:n], pos[:n], det[:n]),
+                                  Scores(tuple(absolute), tp[n:], pos[n:], det[n:]) if with_abs else None, counts)
+    return out
+
+
 def human_agreement(gt: Mapping, thresholds=RELATIVE_THRESHOLDS,
                     min_consistency: float = MIN_CONSISTENCY) -> dict:
     """Each annotator scored against the others with the GEBD protocol (the paper's human rows).

@@ -67,6 +67,22 @@ def test_human_agreement():
     assert res[2].relative.tp.tolist() == [0] and res[2].relative.positives.tolist() == [2]
 
 
+def test_human_rounds_against_the_first_as_the_paper():
+    from tapos.evaluate import human_rounds
+
+    gt = {  # 10 s at 30 fps; round 1 at 2 s and 5 s
+        "v1": GebdVideo("v1", 10.0, [np.array([2.0, 5.0]), np.array([2.3, 5.0]), np.array([8.0])], 300, 30.0),
+        "v2": GebdVideo("v2", 10.0, [np.array([3.0]), np.array([3.0])], 300, 30.0),  # no third round
+    }
+    res = human_rounds(gt, relative=[0.01, 0.05], absolute=[5, 10])
+    assert sorted(res) == [1, 2] and res[1].counts["videos"] == 2 and res[2].counts["videos"] == 1
+    # round 2 against round 1: 5.0 and 3.0 match within 0.1 s; 2.3 only within 0.5 s (rel 0.05) or 10 frames
+    assert res[1].relative.tp.tolist() == [2, 3] and res[1].absolute.tp.tolist() == [2, 3]
+    assert res[2].relative.tp.tolist() == [0, 0] and res[2].relative.positives.tolist() == [2, 2]
+    no_rate = {"v": GebdVideo("v", 10.0, [np.array([2.0]), np.array([2.0])])}
+    assert human_rounds(no_rate)[1].absolute is None and human_rounds(no_rate)[1].relative.f1[0] == 1.0
+
+
 # --- command line ---------------------------------------------------------------------------
 
 def test_cli_tapos_json_plot_by_class(annotation_file, tmp_path, cli):
@@ -100,7 +116,9 @@ def test_cli_gebd_and_human(annotation_file, tmp_path, cli):
     multi = tmp_path / "multi.json"
     save_gebd([GebdVideo("v1", 10.0, [np.array([2.0, 5.0]), np.array([2.1, 5.0])])], multi)
     proc = cli("tapos-evaluate", "human", multi)
-    assert "mean" in proc.stdout
+    assert "mean" in proc.stdout and "round 2" in proc.stdout and "against round 1" in proc.stdout
+    proc = cli("tapos-evaluate", "human", multi, "--against", "others")
+    assert "mean" in proc.stdout and "annotator 1" in proc.stdout
     proc = cli("tapos-evaluate", "human", gt, check=False)
     assert proc.returncode == 1 and "no video has two or more annotators" in proc.stderr
 
