@@ -11,8 +11,8 @@ Three building blocks, which a method combines:
 - ``Parser``: the interface (fit, boundary_rows, predict, tune "auto" options, state);
 - ``LabellingParser``: boundaries are where a per-row label changes, after merging runs shorter
   than ``min_segment``; a method writes only ``frame_labels`` (k-means, ISBA, CTM, TransParser);
-- ``TorchParser``: an ``nn.Module`` trained by gradient descent in epochs, the best epoch on val
-  kept; a method writes ``build_model`` and ``losses``.
+- ``TorchParser``: an ``nn.Module`` trained by gradient descent in epochs, the best epoch on the
+  selection split kept; a method writes ``build_model`` and ``losses``.
 """
 from __future__ import annotations
 
@@ -52,8 +52,9 @@ class Parser:
 
     name = ""
     DEFAULTS: dict = {}
-    # Post-processing options that may be "auto": chosen on the val split after fitting, among
-    # these candidates (the first is used when there is no val split).
+    # Post-processing options that may be "auto": chosen on the selection split (the ``val``
+    # argument of fit: dev by default, see tapos.data.selection) after fitting, among these
+    # candidates (the first is used when there is no selection split).
     TUNABLE: dict = {}
     normalize = True  # standardize features with training statistics before the method sees them
     has_epochs = False  # whether FitOptions.epochs means anything to the method
@@ -90,7 +91,7 @@ class Parser:
         return self.TUNABLE[key][0] if value == "auto" else value
 
     def tune(self, val) -> dict:
-        """Replace every ``"auto"`` option by the candidate with the best val avg F1 (relative
+        """Replace every ``"auto"`` option by the candidate with the best avg F1 on ``val``, the selection split (relative
         thresholds); returns ``{option: (chosen, validation scores with it)}``."""
         chosen = {}
         for key, candidates in self.TUNABLE.items():
@@ -207,9 +208,9 @@ class LabellingParser(Parser):
 
     LABELLING_DEFAULTS = {
         "min_segment": "auto",  # merge label runs shorter than this (rows); 1 = off (the paper's methods);
-                                # "auto": chosen on val among TUNABLE after fitting
+                                # "auto": chosen on the selection split among TUNABLE
     }
-    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a val split, no smoothing
+    TUNABLE = {"min_segment": (1, 2, 3, 4, 6, 8)}  # 1 first: without a selection split, no smoothing
 
     def frame_labels(self, x: np.ndarray) -> np.ndarray:
         """One integer label per row of normalized features ``x (T, D)``."""
@@ -230,7 +231,7 @@ class TorchParser(Parser):
     has_epochs = True
 
     DEFAULTS = {
-        "epochs": 20,          # passes over the training split; the best epoch on val is kept
+        "epochs": 20,          # passes over the training split; the best on the selection split is kept
         "batch_size": 16,      # instances per step (their frames are concatenated)
         "lr": 1e-3,            # AdamW learning rate
         "weight_decay": 1e-4,  # AdamW weight decay

@@ -10,8 +10,8 @@ import click
 from tapos.data.annotations import SPLITS
 from tapos.data.cli_utils import TaposGroup, echo_table, parse_overrides
 from tapos.data.features import MODALITY_CHOICES
-from tapos.data.selection import SELECT_ON
 from tapos.data.predictions import save_predictions
+from tapos.data.selection import SELECT_ON
 from tapos.data.version import __version__
 
 from tapos.extract import FLOW_METHODS

@@ -32,7 +32,7 @@ class PAParser(Parser):
     DEFAULTS = {
         "window": 5,        # rows averaged on each side
         "threshold": "auto",  # a peak must reach mean + threshold * std of the instance's scores;
-                              # "auto": chosen on val
+                              # "auto": chosen on the selection split
         "min_distance": 5,  # rows between two boundaries (the higher peak wins)
     }
     TUNABLE = {"threshold": (0.5, 0.0, 0.25, 1.0, 1.5, 2.0)}

@@ -38,7 +38,7 @@ class TCNParser(TorchParser):
         "hidden": 256,      # channels of the first temporal convolution
         "kernel": 5,        # temporal kernel of both layers (receptive field 2 * kernel - 1)
         "neighbours": 2,    # k: frames on each side of a boundary also labelled 1
-        "threshold": "auto",  # theta_c on the sigmoid output (the paper: e.g. 0.5); "auto": chosen on val
+        "threshold": "auto",  # theta_c on the sigmoid output (the paper: e.g. 0.5); "auto": chosen on the selection split
         "dropout": 0.3,
     }
     TUNABLE = {"threshold": (0.5, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)}  # the paper's 0.5 first

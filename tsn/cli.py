@@ -13,7 +13,7 @@ from tapos.data.io import atomic_write_text
 from tapos.data.version import __version__
 
 from .data import SAMPLINGS
-from .run import DEFAULTS, INPUTS, RUN_DEFAULTS
+from .run import DEFAULTS, EVAL_SPLITS, INPUTS, RUN_DEFAULTS
 
 
 @click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,8 +48,8 @@ def main():
 @click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"],
               help="rgb+flow trains both and fuses their scores 1:1.5. Default: what the cache holds (rgb+flow "
                    "when both).")
-@click.option("--split", type=click.Choice(["val", "test"]), default=RUN_DEFAULTS["split"], show_default=True,
-              help="The split evaluated and reported (never read in training).")
+@click.option("--split", type=click.Choice(EVAL_SPLITS), default=RUN_DEFAULTS["split"], show_default=True,
+              help="The split evaluated and reported (nothing is chosen on it; the last epoch is reported).")
 @click.option("--segments", type=click.IntRange(1), default=DEFAULTS["segments"], show_default=True,
               help="Snippets per instance.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help=f"Default {DEFAULTS['epochs']}.")

@@ -41,12 +41,14 @@ RUN_DEFAULTS = {
     "sampling": "uniform",   # uniform (TSN), aligned (annotated sub-actions) or parsed (predicted)
     "modality": None,        # one TSN per modality, fused late; None: what the cache holds (rgb+flow
                              # when both; with --input frames: rgb+flow)
-    "split": "val",          # the split evaluated and reported (val or test; never read in training)
+    "split": "val",          # the split evaluated and reported (one of EVAL_SPLITS); nothing is chosen
+                             # on it (its per-epoch top-1 is only logged)
     "seed": 0,
     "device": "cpu",
     "input": "features",     # one of INPUTS
 }
 INPUTS = ("features", "frames")  # a head on cached features, or BNInception fine-tuned on frames
+EVAL_SPLITS = ("val", "test")    # what a run may evaluate and report
 
 
 def _datasets(features, ann, modality, sampling, boundaries, cfg, seed, split):
@@ -105,10 +107,11 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
           progress: bool = True, label: Optional[str] = None, input: str = RUN_DEFAULTS["input"], videos=None,
           split: str = RUN_DEFAULTS["split"]):
     """Train one TSN per modality on ``train`` and evaluate on ``split`` (val or test); the
-    reported numbers are the last epoch's (nothing is selected on the evaluated split). ``input="features"`` trains the head on cached
-    features (``features`` is the cache); ``"frames"`` fine-tunes BNInception on the frames of the
-    videos in ``videos`` (under torchrun, on every process; rank 0 evaluates). Returns the results
-    dict (also written to ``out_dir``); None on ranks other than 0."""
+    reported numbers are the last epoch's (nothing is selected on the evaluated split).
+    ``input="features"`` trains the head on cached features (``features`` is the cache);
+    ``"frames"`` fine-tunes BNInception on the frames of the videos in ``videos`` (under torchrun,
+    on every process; rank 0 evaluates). Returns the results dict (also written to ``out_dir``);
+    None on ranks other than 0."""
     from .finetune import FRAME_DEFAULTS
 
     defaults = FRAME_DEFAULTS if input == "frames" else DEFAULTS
@@ -116,8 +119,8 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
     if input == "frames" and videos is None:
         raise TaposError("--input frames needs --videos DIR")
     ann = load_annotations(annotations)
-    if split not in ("val", "test"):
-        raise TaposError(f"tapos-tsn evaluates val or test, not {split!r}")
+    if split not in EVAL_SPLITS:
+        raise TaposError(f"tapos-tsn evaluates {' or '.join(EVAL_SPLITS)}, not {split!r}")
     if modality is None:
         modality = FeatureReader(features).default_modality() if input == "features" else "rgb+flow"
     mods = parse_modality(modality)
