@@ -23,6 +23,7 @@ def main():
       tapos-data stats tapos_annotation.json --out stats/
       tapos-data validate tapos_annotation.json
       tapos-data convert tapos_annotation.json val.pkl --to gebd --split val
+      tapos-data import-features vf_out/ feats.h5 --map resnet=rgb   # features made elsewhere
     """
 
 
@@ -181,6 +182,11 @@ def uniform_boundaries(annotations, out, split, segments, seconds):
     click.echo(f"wrote {len(preds)} predictions ({segments} equal segments, "
                f"{'seconds' if seconds else 'frames'}) to {out}")
 
+
+from .cli_features import export_features, import_features  # noqa: E402
+
+main.add_command(import_features)
+main.add_command(export_features)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -10,12 +10,7 @@ from torch.utils.data import Dataset
 from .annotations import Annotations
 from .clock import boundary_rows, row_frames
 from .errors import FeatureCacheError
-from .features import FeatureReader, parse_modality
-
-# A cache clip may be a little longer or shorter than the annotated instance (decoders disagree by
-# a frame or two, re-downloads differ by a rescale); beyond this it is another clip.
-LENGTH_TOLERANCE_REL = 0.1
-LENGTH_TOLERANCE_FRAMES = 2
+from .features import FeatureReader, length_mismatch, parse_modality
 
 
 class FeatureDataset(Dataset):
@@ -62,12 +57,10 @@ class FeatureDataset(Dataset):
         missing = [m for m in self.modality if m not in info.dims]
         if missing:
             raise FeatureCacheError(f"{self.reader.path}: instance {inst.key}: no {missing[0]} features")
-        tol = max(LENGTH_TOLERANCE_REL * inst.duration, LENGTH_TOLERANCE_FRAMES / info.fps)
-        if abs(info.duration - inst.duration) > tol:
-            raise FeatureCacheError(
-                f"{self.reader.path}: instance {inst.key}: {info.num_rows} rows at {info.fps:g} fps cover "
-                f"{info.duration:.2f} s but the annotation says {inst.duration:.2f} s"
-            )
+        problem = length_mismatch(info.duration, inst.duration, info.fps)
+        if problem:
+            raise FeatureCacheError(f"{self.reader.path}: instance {inst.key}: {info.num_rows} rows at "
+                                    f"{info.fps:g} fps cover {problem}")
 
     @property
     def dim(self) -> int:

@@ -39,6 +39,18 @@ MODALITIES = ("rgb", "flow")
 MODALITY_CHOICES = ("rgb", "flow", "rgb+flow")  # what a parser or a TSN reads (rgb+flow: concatenated)
 DTYPES = ("float16", "float32")  # stored feature types
 INSTANCES = "instances"
+# A cache clip may be a little longer or shorter than the annotated instance (decoders disagree by
+# a frame or two, re-downloads differ by a rescale); beyond this it is another clip.
+LENGTH_TOLERANCE_REL = 0.1
+LENGTH_TOLERANCE_FRAMES = 2
+
+
+def length_mismatch(rows_duration: float, duration: float, fps: float) -> Optional[str]:
+    """None when rows spanning ``rows_duration`` seconds (at ``fps`` rows per second) can be the
+    annotated instance of ``duration`` seconds; else the second half of the one-line reason."""
+    if abs(rows_duration - duration) > max(LENGTH_TOLERANCE_REL * duration, LENGTH_TOLERANCE_FRAMES / fps):
+        return f"{rows_duration:.2f} s but the annotation says {duration:.2f} s"
+    return None
 
 
 def parse_modality(spec) -> tuple:

@@ -1,0 +1,88 @@
+"""``tapos-data import-features`` and ``export-features``: features made elsewhere in and out of a cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .features import DTYPES, MODALITIES
+
+
+def _mapping(items) -> dict:
+    out = {}
+    for item in items:
+        key, sep, mod = item.partition("=")
+        if not sep or not key or mod not in MODALITIES:
+            raise click.BadParameter(f"{item!r}: expected KEY=MODALITY with MODALITY rgb or flow", param_hint="--map")
+        out[key] = mod
+    return out
+
+
+@click.command("import-features")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--layout", type=click.Choice(["auto", "single", "video_features", "folders", "files"]), default="auto",
+              show_default=True, help="How SRC holds the videos (auto: see below).")
+@click.option("--modality", type=click.Choice(MODALITIES), default="rgb", show_default=True,
+              help="The modality of a lone array (a bare .npy or tensor).")
+@click.option("--map", "mapping", multiple=True, metavar="KEY=MODALITY",
+              help="Arrays of dict files by name, e.g. --map resnet=rgb (other arrays are ignored).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Files without times: rows are at this rate.")
+@click.option("--stride", type=click.IntRange(1), default=None,
+              help="Files without times: row t is frame t*S of the source (rate: the file's fps or the annotation's).")
+@click.option("--keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV (stem,key) or JSON {stem: key}: the TAPOS global key of each file stem.")
+@click.option("--annotations", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Check every key (and its length) against these annotations (TAPOS or GEBD layout).")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
+@click.option("--backbone", default="imported", show_default=True, help="What the features come from (recorded).")
+@click.option("--overwrite", is_flag=True, help="Re-import what is already imported.")
+def import_features(src, out, layout, modality, mapping, fps, stride, keys, annotations, dtype, backbone, overwrite):
+    """Import per-frame features made elsewhere into the cache OUT (schema tapos-features/1).
+
+    \b
+    SRC is one of (auto picks the first that fits):
+      one .h5/.npz file       {video: array}
+      video_features output   <stem>_<key>.npy with <stem>_fps.npy, <stem>_timestamps_ms.npy
+      one file per video      <stem>.npy/.npz/.pt/.pkl (an array or a dict of arrays)
+      folders                 <youtube_id>/<instance_id>.* (key <youtube_id>_<instance_id>)
+
+    Bad files are skipped with one line each and listed in OUT's .failures.json (exit status 1);
+    a rerun skips what is imported. Example:
+
+      tapos-data import-features vf_out/ feats.h5 --map resnet=rgb --annotations tapos_annotation.json
+    """
+    from .importing import import_features as run_import
+
+    def bad(path, reason):
+        click.echo(f"bad: {path}: {reason}", err=True)
+
+    report = run_import(src, out, layout, modality, _mapping(mapping), fps, stride, keys, annotations, dtype,
+                        backbone, overwrite, on_failure=bad)
+    click.echo(f"{src} ({report.layout} layout): imported {len(report.done)}, already there {len(report.skipped)}, "
+               f"failed {len(report.failed)}; {report.indexed} instances in {out}")
+    if report.busy:
+        click.echo(f"{len(report.busy)} being imported by another process (rerun to index them)")
+    if report.unmatched:
+        click.echo(f"{report.unmatched} annotated instances have no features in {src}")
+    if report.failures_file:
+        click.echo(f"failure report: {report.failures_file}")
+        raise SystemExit(1)
+
+
+@click.command("export-features")
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["npy", "npz"]), default="npy", show_default=True,
+              help="npy: video_features layout (<key>_rgb.npy, <key>_fps.npy, <key>_timestamps_ms.npy); "
+                   "npz: one <key>.npz per instance.")
+def export_features(cache, out_dir, fmt):
+    """Write every instance of CACHE as .npy or .npz files (import-features reads them back).
+
+    Example: tapos-data export-features feats.h5 feats_npy/ --format npy
+    """
+    from .importing import export_features as run_export
+
+    n = run_export(cache, out_dir, fmt)
+    click.echo(f"wrote {n} instances to {out_dir} ({fmt})")

@@ -1,0 +1,342 @@
+"""Features made elsewhere into a tapos cache (``tapos-data import-features``), and back out.
+
+Layouts of ``SRC`` (``layout="auto"`` picks the first that fits):
+
+- ``single``: SRC is one ``.h5``/``.npz`` file holding ``{video: array}`` (or, in HDF5, a group
+  of named arrays per video).
+- ``video_features``: a folder of ``<stem>_<key>.npy`` as the video_features toolkit writes them,
+  recognised by its ``<stem>_fps.npy`` / ``<stem>_timestamps_ms.npy`` files; every other
+  ``<stem>_<key>.npy`` is an array named ``key`` of video ``stem``.
+- ``folders``: ``<youtube_id>/<instance_id>.*`` (as GEBD frame dumps are laid out); the key is
+  ``<youtube_id>_<instance_id>``.
+- ``files``: one ``.npy``/``.npz``/``.pt``/``.pkl`` per video (an array or a dict of arrays).
+
+Arrays become modalities: ``--map KEY=MODALITY`` names them (other arrays are ignored);
+without it arrays named ``rgb``/``flow`` are those modalities, and a lone other array (a bare
+``.npy`` or ``.pt`` tensor included) is ``modality``. ``fps`` and ``timestamps_ms`` are times.
+
+Row times, recorded like every cache (``timestamps`` in seconds, ``fps`` rows per second,
+``frame_rate``/``num_frames`` the clip's grid, see :mod:`tapos.data.features`), first rule that
+applies: the file's ``timestamps_ms``; ``fps=F`` (row ``t`` at ``t / F``); ``stride=S`` (row ``t``
+is frame ``t * S`` of the source, whose rate is the file's ``fps`` or else the annotation's);
+the file's ``fps`` alone (rows at that rate). A file with none of these is refused.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+import numpy as np
+
+from .errors import FeatureCacheError, TaposError
+from .feature_files import CONTAINER_SUFFIXES, PER_VIDEO_SUFFIXES, BadFeatureFile, read_container, read_file
+from .features import DTYPES, MODALITIES, ExtractionSettings, FeatureReader, check_key, length_mismatch
+from .io import atomic_path
+from .version import __version__
+
+LAYOUTS = ("auto", "single", "video_features", "folders", "files")
+TIME_KEYS = ("fps", "timestamps_ms")
+_VF_TIME_FILES = tuple(f"_{k}.npy" for k in TIME_KEYS)
+
+
+@dataclass
+class Item:
+    """One video of the source: its file stem (the key unless a key map renames it) and a loader."""
+
+    stem: str
+    path: str
+    load: Callable[[], dict]
+
+
+def _fail(reason: str) -> Callable[[], dict]:
+    def load():
+        raise BadFeatureFile(reason)
+    return load
+
+
+def discover(src, layout: str = "auto", names=()) -> tuple:
+    """``(layout, [Item])`` of ``src`` (see the module); ``names``: array names the caller maps."""
+    src = Path(src)
+    if layout not in LAYOUTS:
+        raise TaposError(f"unknown layout {layout!r} (expected one of {', '.join(LAYOUTS)})")
+    if not src.exists():
+        raise TaposError(f"{src}: no such file or folder")
+    if src.is_file():
+        if layout not in ("auto", "single") or src.suffix.lower() not in CONTAINER_SUFFIXES:
+            raise TaposError(f"{src}: a single source file must be .h5 or .npz holding {{video: array}}")
+        try:
+            return "single", [Item(k, f"{src}:{k}", load) for k, load in read_container(src).items()]
+        except BadFeatureFile as exc:
+            raise TaposError(f"{src}: {exc}") from None
+    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in PER_VIDEO_SUFFIXES)
+    subdirs = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and not p.name.endswith(".parts"))
+    if layout == "auto":
+        if any(p.name.endswith(_VF_TIME_FILES) for p in files):
+            layout = "video_features"
+        elif files:
+            layout = "files"
+        else:
+            layout = "folders"
+    if layout == "video_features":
+        return layout, _video_features(files, names)
+    if layout == "files":
+        return layout, [Item(p.stem, str(p), lambda p=p: read_file(p)) for p in files]
+    items = [Item(f"{d.name}_{p.stem}", str(p), lambda p=p: read_file(p))
+             for d in subdirs for p in sorted(d.iterdir()) if p.is_file() and p.suffix.lower() in PER_VIDEO_SUFFIXES]
+    return "folders", items
+
+
+def _video_features(files, names) -> list:
+    npy = [p for p in files if p.suffix == ".npy"]
+    suffixes = _VF_TIME_FILES + tuple(f"_{k}.npy" for k in (*MODALITIES, *names))
+    stems = sorted({p.name[: -len(s)] for p in npy for s in suffixes if p.name.endswith(s) and len(p.name) > len(s)})
+    groups: dict = {s: {} for s in stems}
+    orphans = []
+    for p in npy:
+        owner = max((s for s in stems if p.name.startswith(s + "_")), key=len, default=None)
+        if owner is None:
+            orphans.append(p)
+        else:
+            groups[owner][p.name[len(owner) + 1: -len(".npy")]] = p
+    items = [Item(s, str(next(iter(g.values())).with_name(f"{s}_*.npy")),
+                  lambda g=g: {k: read_file(p)[""] for k, p in g.items()}) for s, g in groups.items()]
+    return items + [Item(p.stem, str(p), _fail("not <stem>_<key>.npy of any video (no <stem>_fps.npy beside it)"))
+                    for p in orphans]
+
+
+def modalities_of(arrays: dict, modality: str = "rgb", mapping: Optional[Mapping] = None) -> tuple:
+    """``({modality: (T, D) array}, {time key: array})`` from a file's named arrays (see the module)."""
+    times = {k: arrays[k] for k in TIME_KEYS if k in arrays}
+    rest = {k: v for k, v in arrays.items() if k not in TIME_KEYS}
+    if mapping:
+        missing = [k for k in mapping if k not in rest]
+        if missing:
+            raise BadFeatureFile(f"no array {missing[0]!r} (named by --map; it has {', '.join(rest) or 'none'})")
+        feats = {m: rest[k] for k, m in mapping.items()}
+    elif any(k in MODALITIES for k in rest):
+        feats = {k: v for k, v in rest.items() if k in MODALITIES}
+    elif len(rest) == 1:
+        feats = {modality: next(iter(rest.values()))}
+    elif not rest:
+        raise BadFeatureFile("holds no feature array")
+    else:
+        raise BadFeatureFile(f"several arrays ({', '.join(rest)}): choose with --map KEY=MODALITY")
+    return feats, times
+
+
+def check_features(feats: dict, dtype: str) -> dict:
+    """Each modality as a finite ``(T, D)`` array of ``dtype``, all of one length."""
+    out, lengths = {}, {}
+    for mod, arr in feats.items():
+        if arr.ndim != 2 or 0 in arr.shape:
+            raise BadFeatureFile(f"{mod}: shape {arr.shape} is not (T, D) with T, D > 0 (wrong rank)")
+        cast = arr.astype(dtype)
+        bad = ~np.isfinite(cast).all(axis=1)
+        if bad.any():
+            what = "NaN or inf" if not np.isfinite(arr).all() else f"values beyond {dtype}'s range"
+            raise BadFeatureFile(f"{mod}: {what} in {int(bad.sum())} row(s), first row {int(np.flatnonzero(bad)[0])}")
+        out[mod], lengths[mod] = cast, arr.shape[0]
+    if len(set(lengths.values())) > 1:
+        raise BadFeatureFile("modalities of different lengths (" + ", ".join(f"{m} {n} rows" for m, n in lengths.items())
+                             + ")")
+    return out
+
+
+def row_times(rows: int, times: dict, fps: Optional[float] = None, stride: Optional[int] = None, inst=None) -> dict:
+    """The row times of ``rows`` rows, as :meth:`FeatureWriter.write` takes them (see the module)."""
+    file_fps = None
+    if "fps" in times:
+        v = np.asarray(times["fps"], dtype=np.float64).reshape(-1)
+        if v.size != 1 or not (np.isfinite(v[0]) and v[0] > 0):
+            raise BadFeatureFile(f"fps {v.tolist()} is not one positive number")
+        file_fps = float(v[0])
+    if "timestamps_ms" in times:
+        ts = np.asarray(times["timestamps_ms"], dtype=np.float64).reshape(-1) / 1000.0
+        if ts.shape != (rows,) or not np.isfinite(ts).all() or (np.diff(ts) < 0).any():
+            raise BadFeatureFile(f"timestamps_ms: {ts.size} values for {rows} rows, or not finite and non-decreasing")
+        gaps = np.diff(ts)
+        rate = 1.0 / float(np.median(gaps)) if rows > 1 and np.median(gaps) > 0 else (fps or file_fps or 1.0)
+        return {"timestamps": ts, "fps": rate, "frame_rate": rate, "num_frames": rows, "frame_index": None}
+    if fps is None and stride is None and file_fps is not None:
+        fps = file_fps
+    if fps is not None:
+        return {"timestamps": np.arange(rows) / fps, "fps": fps, "frame_rate": fps, "num_frames": rows,
+                "frame_index": None}
+    if stride is None:
+        raise BadFeatureFile("carries no times (no fps, no timestamps_ms): give --fps F or --stride S")
+    source = file_fps or (inst.fps if inst is not None else None)
+    if source is None:
+        raise BadFeatureFile("--stride needs the source's rate: the file has no fps and --annotations has no such key")
+    index = np.arange(rows, dtype=np.int64) * stride
+    total = inst.total_frames if inst is not None else rows * stride
+    return {"timestamps": index / source, "fps": source / stride, "frame_rate": source, "num_frames": total,
+            "frame_index": index}
+
+
+def load_key_map(path) -> dict:
+    """``{file stem: key}`` from a JSON object or a CSV of ``stem,key`` rows (optional header)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaposError(f"{path}: unreadable key map ({exc})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TaposError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise TaposError(f"{path}: expected an object {{file stem: key}}")
+        return {str(k): v for k, v in raw.items()}
+    rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].startswith("#")]
+    if rows and rows[0][0].strip().lower() in ("stem", "file", "name", "video"):
+        rows = rows[1:]
+    bad = next((i for i, r in enumerate(rows) if len(r) < 2 or not r[1].strip()), None)
+    if bad is not None:
+        raise TaposError(f"{path}: row {bad + 1}: expected stem,key")
+    return {r[0].strip(): r[1].strip() for r in rows}
+
+
+@dataclass
+class ImportReport:
+    layout: str = ""
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)   # already imported
+    busy: list = field(default_factory=list)      # claimed by another process
+    failed: list = field(default_factory=list)    # (key, reason)
+    paths: dict = field(default_factory=dict)     # key -> source file
+    unmatched: int = 0                            # annotated instances without features
+    indexed: int = 0
+    failures_file: Optional[Path] = None
+
+
+def import_features(src, out, layout: str = "auto", modality: str = "rgb", mapping: Optional[Mapping] = None,
+                    fps: Optional[float] = None, stride: Optional[int] = None, keys=None, annotations=None,
+                    dtype: str = "float32", backbone: str = "imported", overwrite: bool = False,
+                    on_failure: Callable[[str, str], None] = lambda path, reason: None) -> ImportReport:
+    """Import ``src`` into the cache ``out`` (an index over crash-safe parts, as tapos-extract
+    writes); bad files are reported through ``on_failure`` and in ``out``'s failure report."""
+    from .annotations import load_annotations
+    from .parts import PartStore, write_failures
+
+    if fps is not None and stride is not None:
+        raise TaposError("give --fps or --stride, not both")
+    if dtype not in DTYPES:
+        raise TaposError(f"unknown dtype {dtype!r} (expected one of {', '.join(DTYPES)})")
+    mapping = dict(mapping or {})
+    for m in {modality, *mapping.values()}:
+        if m not in MODALITIES:
+            raise TaposError(f"unknown modality {m!r} (expected {' or '.join(MODALITIES)})")
+    if len(set(mapping.values())) != len(mapping):
+        raise TaposError("--map names one modality twice")
+    keymap = load_key_map(keys) if keys else {}
+    ann = load_annotations(annotations) if annotations else None
+    report = ImportReport()
+    report.layout, items = discover(src, layout, tuple(mapping))
+    if not items:
+        raise TaposError(f"{src}: no feature files found (layout {report.layout}; "
+                         f"per-video files end in {', '.join(PER_VIDEO_SUFFIXES)})")
+    store = PartStore(out)
+    store.check_output()
+
+    def settings_for(modalities) -> ExtractionSettings:
+        return ExtractionSettings(backbone=backbone, weights={m: "unknown (imported)" for m in modalities},
+                                  modalities=tuple(m for m in MODALITIES if m in modalities), stride=stride or 1,
+                                  fps=fps, dtype=dtype, preprocessing=f"imported ({report.layout} layout)",
+                                  tool_version=__version__)
+
+    settings = None
+    recorded = store.parts / "settings.json"
+    if recorded.exists() and not overwrite:
+        try:
+            settings = settings_for(ExtractionSettings.from_json(json.loads(recorded.read_text())).modalities)
+        except (OSError, ValueError, TypeError, FeatureCacheError):
+            settings = None
+        if settings is not None:
+            store.check_settings(settings, False)
+            store.remove_stale_temporaries()
+
+    def fail(key, path, reason):
+        report.failed.append((key, reason))
+        on_failure(path, reason)
+
+    for item in items:
+        key = keymap.get(item.stem, item.stem)
+        if key in report.paths:
+            fail(key, item.path, f"key {key} again (also from {report.paths[key]})")
+            continue
+        report.paths[key] = item.path
+        try:
+            check_key(key)
+        except FeatureCacheError as exc:
+            fail(key, item.path, str(exc))
+            continue
+        inst = ann.get(key) if ann is not None else None
+        if ann is not None and inst is None:
+            fail(key, item.path, f"key {key} is not in {ann.path}")
+            continue
+        if not overwrite and store.is_complete(key, settings.modalities if settings else None):
+            report.skipped.append(key)
+            continue
+        claim = store.claim(key)
+        if claim is None:
+            report.busy.append(key)
+            continue
+        try:
+            feats, times = modalities_of(item.load(), modality, mapping)
+            feats = check_features(feats, dtype)
+            rows = next(iter(feats.values())).shape[0]
+            when = row_times(rows, times, fps, stride, inst)
+            if inst is not None:
+                problem = length_mismatch(rows / when["fps"], inst.duration, when["fps"])
+                if problem:
+                    raise BadFeatureFile(f"{rows} rows at {when['fps']:g} per second cover {problem}")
+            if settings is None:
+                settings = settings_for(feats)
+                store.check_settings(settings, overwrite)
+                store.remove_stale_temporaries()
+            elif set(feats) != set(settings.modalities):
+                raise BadFeatureFile(f"holds {'+'.join(feats)}, the cache holds {'+'.join(settings.modalities)}")
+            store.write(key, feats, when["fps"], when["num_frames"], when["frame_index"], settings,
+                        timestamps=when["timestamps"], frame_rate=when["frame_rate"])
+            report.done.append(key)
+        except BadFeatureFile as exc:
+            fail(key, item.path, str(exc))
+        finally:
+            claim.release()
+    if settings is not None:
+        report.indexed = store.write_index(settings)
+    if ann is not None:
+        report.unmatched = sum(1 for k in ann if k not in report.paths)
+    summary = {"source": str(src), "output": str(out), "layout": report.layout, "imported": len(report.done),
+               "indexed": report.indexed}
+    report.failures_file = write_failures(out, report.failed, report.paths, summary)
+    return report
+
+
+def export_features(cache, out_dir, fmt: str = "npy") -> int:
+    """Every instance of ``cache`` as files in ``out_dir``: ``npy`` writes the video_features
+    layout (``<key>_<modality>.npy``, ``<key>_fps.npy``, ``<key>_timestamps_ms.npy``), ``npz`` one
+    ``<key>.npz`` holding the same arrays; ``import-features`` reads both back. Returns the count."""
+    if fmt not in ("npy", "npz"):
+        raise TaposError(f"unknown export format {fmt!r} (expected npy or npz)")
+    out_dir = Path(out_dir)
+    with FeatureReader(cache) as reader:
+        keys = reader.keys()
+        for key in keys:
+            info = reader.info(key)
+            arrays = {m: reader.read(key, m, dtype=None) for m in info.dims}
+            arrays["fps"] = np.asarray(info.fps, dtype=np.float64)
+            arrays["timestamps_ms"] = reader.timestamps(key) * 1000.0
+            if fmt == "npz":
+                with atomic_path(out_dir / f"{key}.npz") as tmp, open(tmp, "wb") as handle:
+                    np.savez(handle, **arrays)
+                continue
+            for name, arr in arrays.items():
+                with atomic_path(out_dir / f"{key}_{name}.npy") as tmp, open(tmp, "wb") as handle:
+                    np.save(handle, arr)
+    return len(keys)
