@@ -11,9 +11,9 @@ Layouts of ``SRC`` (``layout="auto"`` picks the first that fits):
   ``<youtube_id>_<instance_id>``.
 - ``files``: one ``.npy``/``.npz``/``.pt``/``.pkl`` per video (an array or a dict of arrays).
 
-Arrays become modalities: ``--map KEY=MODALITY`` names them (other arrays are ignored);
-without it arrays named ``rgb``/``flow`` are those modalities, and a lone other array (a bare
-``.npy`` or ``.pt`` tensor included) is ``modality``. ``fps`` and ``timestamps_ms`` are times.
+Arrays become modalities: a bare array (``.npy``, a ``.pt`` tensor) is ``modality``; in dict
+files ``--map KEY=MODALITY`` names them (other arrays are ignored); without it arrays named
+``rgb``/``flow`` are those modalities, and a lone other array is ``modality``. ``fps`` and ``timestamps_ms`` are times.
 
 Row times, recorded like every cache (``timestamps`` in seconds, ``fps`` rows per second,
 ``frame_rate``/``num_frames`` the clip's grid, see :mod:`tapos.data.features`), first rule that
@@ -112,7 +112,9 @@ def modalities_of(arrays: dict, modality: str = "rgb", mapping: Optional[Mapping
     """``({modality: (T, D) array}, {time key: array})`` from a file's named arrays (see the module)."""
     times = {k: arrays[k] for k in TIME_KEYS if k in arrays}
     rest = {k: v for k, v in arrays.items() if k not in TIME_KEYS}
-    if mapping:
+    if "" in rest:  # a bare array or tensor
+        feats = {modality: rest[""]}
+    elif mapping:
         missing = [k for k in mapping if k not in rest]
         if missing:
             raise BadFeatureFile(f"no array {missing[0]!r} (named by --map; it has {', '.join(rest) or 'none'})")
