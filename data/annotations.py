@@ -239,7 +239,8 @@ class Annotations(Mapping):
             return self
         if subset not in SUBSETS:
             raise AnnotationError(f"unknown split {subset!r} (expected one of {', '.join(SUBSETS)} or all)")
-        return Annotations((i for i in self.values() if i.subset == subset), self.path)
+        # a GEBD video whose file names no subset is in every split (tapos.data.layouts)
+        return Annotations((i for i in self.values() if i.subset in (subset, "all")), self.path)
 
     @property
     def actions(self) -> list:
@@ -285,8 +286,9 @@ def annotations_from_dict(raw, path="<annotations>", lenient: bool = False) -> A
 
 
 def load_annotations(path, lenient: bool = False) -> Annotations:
-    """Load ``tapos_annotation.json`` as released (an ``Annotations`` already loaded is returned
-    as it is, so every function may take either).
+    """Load ``tapos_annotation.json`` as released, or a Kinetics-GEBD-layout file (``.json`` or
+    ``.pkl``; told apart by content, see :mod:`tapos.data.layouts`). An ``Annotations`` already
+    loaded is returned as it is, so every function may take either.
 
     Strict mode stops at the first bad instance with an ``AnnotationError`` naming the file,
     the instance and the field. ``lenient=True`` skips bad instances instead; their reasons are in
@@ -294,7 +296,11 @@ def load_annotations(path, lenient: bool = False) -> Annotations:
     """
     if isinstance(path, Annotations):
         return path
-    raw = _read_json(path)
+    from .layouts import gebd_annotations, layout_of, read_raw
+
+    raw = read_raw(path)
+    if layout_of(raw, path) == "gebd":
+        return gebd_annotations(raw, path)
     annotations = annotations_from_dict(raw, path, lenient)
     if annotations.skipped:
         print(

@@ -25,6 +25,7 @@ from .annotations import UNKNOWN_ACTION, Instance, _is_int, _is_number, _read_js
 from .errors import AnnotationError, UnsafePickleError
 from .io import atomic_write_bytes, atomic_write_text, safe_load_pickle
 
+MIN_CONSISTENCY = 0.3  # the GEBD protocol skips videos whose annotators agree less (f1_consis_avg)
 _KNOWN = ("num_frames", "fps", "video_duration", "substages_timestamps", "f1_consis", "f1_consis_avg")
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
 from .annotations import Annotations
 from .errors import TaposError
+from .gebd import MIN_CONSISTENCY
 
 SELECT_ON = ("dev", "val", "none")
 DEV_FRACTION = 0.1  # share of the training instances held out as dev
@@ -71,18 +73,30 @@ class Selection:
         return out
 
 
+def consistent(annotations: Annotations) -> Annotations:
+    """The instances whose annotators agree enough to learn from: GEBD videos whose
+    ``f1_consis_avg`` is below ``MIN_CONSISTENCY`` are left out (the GEBD protocol leaves them out
+    of evaluation); TAPOS instances all stay. A one-line note on stderr counts those left out."""
+    keep = [i for i in annotations.values() if getattr(i, "consistency", 1.0) >= MIN_CONSISTENCY]
+    if len(keep) < len(annotations):
+        print(f"note: {annotations.path}: {len(annotations) - len(keep)} video(s) with f1_consis_avg below "
+              f"{MIN_CONSISTENCY} left out of training (GEBD protocol)", file=sys.stderr)
+    return Annotations(keep, annotations.path)
+
+
 def selection(annotations: Annotations, select_on: str = "dev", dev_fraction: float = DEV_FRACTION) -> Selection:
-    """The fitting and selection instances of a run (``train`` only, except ``select_on="val"``)."""
+    """The fitting and selection instances of a run (``train`` only, except ``select_on="val"``;
+    inconsistently annotated GEBD videos left out, :func:`consistent`)."""
     if select_on not in SELECT_ON:
         raise TaposError(f"unknown selection split {select_on!r} (expected one of {', '.join(SELECT_ON)})")
-    train = annotations.split("train")
+    train = consistent(annotations.split("train"))
     if not len(train):
         raise TaposError(f"{annotations.path}: split 'train' has no instances")
     if select_on == "dev":
         fit, dev = carve_dev(train, dev_fraction)
         return Selection("dev", fit, dev, dev_fraction)
     if select_on == "val":
-        val = annotations.split("val")
+        val = consistent(annotations.split("val"))
         if not len(val):
             raise TaposError(f"{annotations.path}: --select-on val but split 'val' has no instances")
         return Selection("val", train, val)

@@ -11,13 +11,14 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from tapos.data.gebd import MIN_CONSISTENCY
+
 from .matching import greedy_true_positives_batch
 
 # Literal values, not an accumulated range: the tolerance is thr * duration in float64 and the
 # comparison is <=, so 0.15 must be the double nearest 0.15, not 0.05 + 0.05 + 0.05.
 RELATIVE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 ABSOLUTE_THRESHOLDS = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)  # frames (TAPOS protocol)
-MIN_CONSISTENCY = 0.3  # GEBD: videos whose annotators agree less (f1_consis_avg) are skipped
 
 
 def _prf(tp, pos, det):

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tapos.data.annotations import UNKNOWN_ACTION, load_annotations
+from tapos.data.layouts import require_classes
 from tapos.data.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 from tapos.data.options import apply_options
@@ -264,6 +265,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         raise TaposError(f"{model_dir}: method {parser.name} learns no sub-action patterns; analyze needs one of "
                          f"{', '.join(methods_with_patterns())}")
     ann = load_annotations(annotations)
+    require_classes(ann.split(opts["split"]), "tapos-parse analyze")
     ds = FeatureDataset(features, ann, opts["split"], modality)
     classes = sorted({inst.action for inst in ds.instances})
     use_model = _offers(type(parser), "class_logits")

@@ -43,7 +43,8 @@ def main():
 @click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Feature cache (HDF5, schema tapos-features/1).")
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="tapos_annotation.json: trains on `train` (minus the dev split, see --select-on).")
+              help="tapos_annotation.json or a Kinetics-GEBD-layout .json/.pkl: trains on `train` (minus the dev "
+                   "split, see --select-on).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model directory: config.json, model.pt, log.csv, training.png.")
 @click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"],
@@ -117,21 +118,29 @@ def _scores(row, pre: str = "") -> str:
 @click.option("--split", type=click.Choice(SPLITS), default=RUN_DEFAULTS["split"], show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Prediction file {key: [boundary, ...]} for tapos-evaluate.")
-@click.option("--seconds", is_flag=True, help="Boundaries in seconds from the instance start (GEBD protocol).")
-def predict(model_dir, features, annotations, split, out, seconds):
+@click.option("--format", "fmt", type=click.Choice(["frames", "seconds", "gebd"]), default="frames",
+              show_default=True, help="frames: annotation frames (TAPOS protocol); seconds: seconds from the "
+              "instance start; gebd: the GEBD challenge submission {video_id: [seconds, ...]} (pickle for a .pkl "
+              "OUT, else JSON), read by tapos-evaluate gebd.")
+@click.option("--seconds", is_flag=True, help="Same as --format seconds.")
+def predict(model_dir, features, annotations, split, out, fmt, seconds):
     """Predict sub-action boundaries with a trained model.
 
-    Frames are relative to the instance start in annotation frames (with --annotations) or frames
-    of the cached clip (without); --seconds gives seconds. Example:
+    Frames are relative to the instance start in annotation frames (with --annotations, TAPOS or
+    GEBD layout) or frames of the cached clip (without); --format seconds or gebd gives seconds.
+    Example:
 
       tapos-parse predict --model runs/tp --features feats.h5 --annotations ann.json --out pred.json
+      tapos-parse predict --model runs/tp --features feats.h5 --annotations k400_val.pkl --format gebd --out sub.pkl
     """
     from .run import predict as run_predict
 
-    preds = run_predict(model_dir, features, annotations, split, seconds)
+    in_seconds = seconds or fmt != "frames"
+    preds = run_predict(model_dir, features, annotations, split, in_seconds)
     save_predictions(preds, out)
     n = sum(len(v) for v in preds.values())
-    click.echo(f"wrote {len(preds)} instances, {n} boundaries ({'seconds' if seconds else 'frames'}) to {out}")
+    what = "GEBD submission, seconds" if fmt == "gebd" else "seconds" if in_seconds else "frames"
+    click.echo(f"wrote {len(preds)} instances, {n} boundaries ({what}) to {out}")
 
 
 @main.command()

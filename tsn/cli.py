@@ -40,7 +40,8 @@ def main():
 @click.option("--videos", type=click.Path(file_okay=False, path_type=Path),
               help="With --input frames: instance clips (<key>.mp4) or source videos (<youtube_id>.mp4).")
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="tapos_annotation.json: trains on `train`, evaluates on `val`.")
+              help="tapos_annotation.json or a Kinetics-GEBD-layout .json/.pkl with class labels: trains on "
+                   "`train`, evaluates on `val`.")
 @click.option("--sampling", type=click.Choice(SAMPLINGS), default=RUN_DEFAULTS["sampling"], show_default=True,
               help="uniform: TSN's even segments; aligned: annotated sub-actions; parsed: --boundaries.")
 @click.option("--boundaries", type=click.Path(dir_okay=False, path_type=Path),

@@ -15,6 +15,7 @@ from tapos.data.dataset import feature_stats
 from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
 from tapos.data.io import CsvLog, atomic_path, atomic_write_text
+from tapos.data.layouts import require_classes
 from tapos.data.options import apply_options
 from tapos.data.predictions import load_predictions
 from tapos.data.version import __version__
@@ -119,6 +120,7 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
     if input == "frames" and videos is None:
         raise TaposError("--input frames needs --videos DIR")
     ann = load_annotations(annotations)
+    require_classes(ann, "tapos-tsn")
     if split not in EVAL_SPLITS:
         raise TaposError(f"tapos-tsn evaluates {' or '.join(EVAL_SPLITS)}, not {split!r}")
     if modality is None:
@@ -221,6 +223,7 @@ def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None, vi
     models, config = load(model_dir)
     config = {**config, "split": split}
     ann = load_annotations(annotations)
+    require_classes(ann, "tapos-tsn")
     if isinstance(boundaries, (str, Path)):
         boundaries = load_predictions(boundaries)
     cfg = config["options"]
