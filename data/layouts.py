@@ -9,7 +9,7 @@ video becomes a :class:`GebdInstance` keyed by its GEBD key, with:
   ties), its seconds turned into frames of ``num_frames / video_duration`` (``fps`` or
   :data:`NOMINAL_RATE` frames per second when ``num_frames`` is absent), or its
   ``substages_myframeidx`` when the file has them;
-- **its consistency** ``f1_consis_avg``: training skips videos below :data:`MIN_CONSISTENCY`
+- **its consistency** ``f1_consis_avg``: training skips videos below ``tapos.data.gebd.MIN_CONSISTENCY`` (0.3)
   (:func:`tapos.data.selection.selection`), as the GEBD protocol skips them in evaluation;
 - **its class**: an integer ``action``, else ``label``/``class`` (names are numbered in sorted
   order), else the folder of ``path_video`` (Kinetics' ``<class>/<video>.mp4``); without any,
@@ -31,7 +31,7 @@ import numpy as np
 
 from .annotations import INSTANCE_ID_RE, SUBSETS, UNKNOWN_ACTION, Annotations, Instance, _read_json, split_key
 from .errors import AnnotationError, TaposError, UnsafePickleError
-from .gebd import MIN_CONSISTENCY, gebd_from_dict
+from .gebd import gebd_from_dict
 from .io import safe_load_pickle
 
 TARGET_RULE = "the annotator with the most boundaries (first on ties)"
