@@ -143,8 +143,8 @@ def check_features(feats: dict, dtype: str) -> dict:
             raise BadFeatureFile(f"{mod}: {what} in {int(bad.sum())} row(s), first row {int(np.flatnonzero(bad)[0])}")
         out[mod], lengths[mod] = cast, arr.shape[0]
     if len(set(lengths.values())) > 1:
-        raise BadFeatureFile("modalities of different lengths (" + ", ".join(f"{m} {n} rows" for m, n in lengths.items())
-                             + ")")
+        counts = ", ".join(f"{m} {n} rows" for m, n in lengths.items())
+        raise BadFeatureFile(f"modalities of different lengths ({counts})")
     return out
 
 
@@ -248,7 +248,7 @@ def import_features(src, out, layout: str = "auto", modality: str = "rgb", mappi
     def settings_for(modalities) -> ExtractionSettings:
         return ExtractionSettings(backbone=backbone, weights={m: "unknown (imported)" for m in modalities},
                                   modalities=tuple(m for m in MODALITIES if m in modalities), stride=stride or 1,
-                                  fps=fps, dtype=dtype, preprocessing=f"imported ({report.layout} layout)",
+                                  fps=fps, dtype=dtype, preprocessing="imported (features made elsewhere)",
                                   tool_version=__version__)
 
     settings = None

@@ -160,7 +160,8 @@ def test_single_files_and_export_round_trip(tmp_path, cli):
         np.testing.assert_array_equal(r.read("v_two", "flow"), videos["v_two"])
     proc = cli("tapos-data", "import-features", tmp_path / "all.h5", tmp_path / "b.h5", "--map", "rgb=rgb",
                "--fps", "10", check=False)
-    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 2 and "v_bad: rgb: shape (3, 2, 2)" in proc.stderr
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 2
+    assert "v_bad: rgb: shape (3, 2, 2)" in proc.stderr
     assert "v_three: no array 'rgb' (named by --map; it has flow)" in proc.stderr
     with FeatureReader(tmp_path / "b.h5") as r:
         np.testing.assert_allclose(r.timestamps("v_two"), [0, 0.04, 0.08, 0.12])
