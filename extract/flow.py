@@ -70,10 +70,10 @@ def _farneback():
     return lambda a, b, _: cv2.calcOpticalFlowFarneback(a, b, None, *args)
 
 
-def _tvl1_torch(device="cpu", options: Optional[Mapping] = None):
+def _tvl1_torch(device="cpu", options: Optional[Mapping] = None, threads: Optional[int] = None):
     from .tvl1 import TVL1
 
-    return TVL1(options, device).sequence
+    return TVL1(options, device, threads=threads).sequence
 
 
 _tvl1_torch.batched = True
@@ -81,7 +81,7 @@ _tvl1_torch.batched = True
 
 # name -> factory of a flow function (prev, next, None) -> (H, W, 2) float32. OpenCV's flow
 # objects are not thread-safe, so each worker thread builds its own. A factory marked ``batched``
-# takes ``device`` and ``options`` and returns a function of a whole chunk of frames,
+# takes ``device``, ``options`` and ``threads`` (torch's, on CPU) and returns a function of a whole chunk of frames,
 # (n, H, W) uint8 -> (n - 1, H, W, 2) float32: every pair of the chunk in one call.
 FLOW_METHODS: Dict[str, Callable] = {
     "tvl1": _tvl1,  # Dual TV-L1 (the paper's and TSN's choice; slow on CPU)
@@ -116,7 +116,8 @@ class FlowComputer:
         self._local = threading.local()
         self._batch = None
         if _takes_options(method):
-            self._batch, threads = FLOW_METHODS[method](device=device, options=options), 1
+            self._batch = FLOW_METHODS[method](device=device, options=options, threads=threads)
+            threads = 1  # no pool: the method computes every pair of a call at once
         elif options:
             flow_parameters(method, options)  # raises: the method takes none
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads)) if threads > 1 else None

@@ -19,6 +19,7 @@ the illumination term). Intensities are 0..255, as OpenCV converts uint8 frames.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import List, Mapping, Optional
 
 import numpy as np
@@ -180,17 +181,42 @@ def median_filter(u: torch.Tensor, size: int) -> torch.Tensor:
                            if (i + 1) * (j + 1) <= mid and k * k - (k - i) * (k - j) + 1 >= mid])
 
 
+def _taps(x: torch.Tensor, mode: str):
+    """Integer positions and weights of the interpolation taps around ``x``: bilinear, or Keys'
+    cubic with a = -0.75 (OpenCV's and torch's bicubic)."""
+    x0 = torch.floor(x)
+    f = x - x0
+    if mode == "bilinear":
+        return x0, [(0, 1 - f), (1, f)]
+    a = -0.75
+    near = lambda d: ((a + 2) * d - (a + 3)) * d * d + 1  # noqa: E731  |d| <= 1
+    far = lambda d: ((a * d - 5 * a) * d + 8 * a) * d - 4 * a  # noqa: E731  1 < |d| < 2
+    return x0, [(-1, far(1 + f)), (0, near(f)), (1, near(1 - f)), (2, far(2 - f))]
+
+
 def warp(images: torch.Tensor, flow: torch.Tensor, mode: str) -> torch.Tensor:
     """``images (B, C, H, W)`` sampled at ``x + flow``; taps outside the image read 0 (OpenCV's
-    ``remap`` with its default constant border, Keys' cubic with a = -0.75 as torch's)."""
-    b, _, h, w = images.shape
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device)
-    ys = torch.arange(h, dtype=flow.dtype, device=flow.device)[:, None]
-    # align_corners=True: -1 and 1 are the centres of the first and last pixels
-    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    return F.grid_sample(images, torch.stack([gx, gy], dim=-1), mode=mode, padding_mode="zeros",
-                         align_corners=True)
+    ``remap`` with its default constant border). Gathered by hand rather than with ``grid_sample``,
+    whose normalised coordinates are off integer positions by float rounding: a zero flow must
+    return the image exactly, or identical frames get a nonzero flow."""
+    b, c, h, w = images.shape
+    x = torch.arange(w, dtype=flow.dtype, device=flow.device) + flow[:, 0]
+    y = torch.arange(h, dtype=flow.dtype, device=flow.device)[:, None] + flow[:, 1]
+    x0, wx = _taps(x, mode)
+    y0, wy = _taps(y, mode)
+    flat = images.reshape(b, c, h * w)
+    out = torch.zeros_like(images)
+    for dy, weight_y in wy:
+        row = y0 + dy
+        inside_y = (row >= 0) & (row < h)
+        row = row.clamp(0, h - 1).long() * w
+        for dx, weight_x in wx:
+            col = x0 + dx
+            inside = inside_y & (col >= 0) & (col < w)
+            index = (row + col.clamp(0, w - 1).long()).reshape(b, 1, h * w).expand(b, c, h * w)
+            weight = torch.where(inside, weight_y * weight_x, 0.0)
+            out += weight[:, None] * flat.gather(2, index).reshape(b, c, h, w)
+    return out
 
 
 # -- the solver ---------------------------------------------------------------------------------
@@ -227,14 +253,17 @@ class TVL1:
     """Dual TV-L1 on batches of pairs: ``TVL1(options, device)(I0, I1)`` -> ``(B, 2, H, W)``;
     :meth:`sequence` gives the fields between consecutive frames of ``(n, H, W)`` uint8 frames.
 
-    ``compile``: run the inner iteration through ``torch.compile`` (faster on GPUs; the first call
-    compiles). ``check_every``: inner iterations between tests of whether every pair has stopped
-    (each test waits for the device; on CPU it is free)."""
+    ``threads``: torch's CPU threads while solving (set for the calling thread only, then put
+    back; None: as they are). The operations are small, and on a loaded machine OpenMP threads
+    waiting on each other cost more than they save. ``compile``: run the inner iteration through
+    ``torch.compile`` (faster on GPUs; the first call compiles). ``check_every``: inner iterations
+    between tests of whether every pair has stopped (each test waits for the device; free on CPU)."""
 
     def __init__(self, options: Optional[Mapping] = None, device="cpu", compile: bool = False,
-                 check_every: Optional[int] = None):
+                 check_every: Optional[int] = None, threads: Optional[int] = None):
         self.options = check_options(options)
         self.device = torch.device(device)
+        self.threads = threads if self.device.type == "cpu" else None
         self.check_every = check_every or (1 if self.device.type == "cpu" else 10)
         self._iteration = torch.compile(iteration, dynamic=False) if compile else iteration
 
@@ -244,8 +273,9 @@ class TVL1:
         i0, i1 = (self._as_batch(t) for t in (i0, i1))
         if i0.shape != i1.shape:
             raise ValueError(f"tvl1-torch: image shapes differ: {tuple(i0.shape)} and {tuple(i1.shape)}")
-        return self._solve(pyramid(i0, self.options["nscales"], self.options["scale_step"]),
-                           pyramid(i1, self.options["nscales"], self.options["scale_step"]))
+        with self._threads():
+            return self._solve(pyramid(i0, self.options["nscales"], self.options["scale_step"]),
+                               pyramid(i1, self.options["nscales"], self.options["scale_step"]))
 
     @torch.no_grad()
     def sequence(self, frames: np.ndarray) -> np.ndarray:
@@ -257,9 +287,21 @@ class TVL1:
         if len(frames) < 2:
             return np.empty((0, *frames.shape[1:], 2), np.float32)
         o = self.options
-        levels = pyramid(self._as_batch(torch.from_numpy(frames)), o["nscales"], o["scale_step"])
-        flow = self._solve([lv[:-1] for lv in levels], [lv[1:] for lv in levels])
+        with self._threads():
+            levels = pyramid(self._as_batch(torch.from_numpy(frames)), o["nscales"], o["scale_step"])
+            flow = self._solve([lv[:-1] for lv in levels], [lv[1:] for lv in levels])
         return flow.permute(0, 2, 3, 1).cpu().numpy()
+
+    @contextlib.contextmanager
+    def _threads(self):
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            if self.threads:
+                torch.set_num_threads(before)
 
     def _as_batch(self, t) -> torch.Tensor:
         t = torch.as_tensor(t)
