@@ -58,7 +58,8 @@ def main():
               help="Stored feature type.")
 @click.option("--decoders", type=click.IntRange(1), default=DEFAULTS["decoders"],
               help="Clips decoded ahead in parallel (default: 2 on CPU; on CUDA half this process's cores, 2-8).")
-@click.option("--flow-threads", type=click.IntRange(1), help="Threads computing flow per clip (default: CPU count).")
+@click.option("--flow-threads", type=click.IntRange(1),
+              help="Threads computing flow per clip (default: CPU count; tvl1-torch on CPU: 1 torch thread).")
 @click.option("--overwrite", is_flag=True, help="Redo instances already extracted (default: skip them).")
 @click.option("--no-progress", is_flag=True)
 def run(videos, out, annotations, split, modality, flow_method, flow_set, weights, flow_weights, stride, fps,

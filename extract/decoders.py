@@ -143,8 +143,8 @@ class Decoders:
         """Send one clip's rows and its end; False when the run stopped meanwhile."""
         opts = self._opts
         try:
-            reader = ClipReader(clip, opts["modalities"], self._sampling, opts["flow"],
-                                opts["flow_threads"] or os.cpu_count() or 1, flow_device=self.device,
+            reader = ClipReader(clip, opts["modalities"], self._sampling, opts["flow"], opts["flow_threads"],
+                                flow_device=self.device,
                                 flow_options=opts["flow_options"])
             for chunk in reader:
                 if not self._put(q, Rows(clip, chunk)):

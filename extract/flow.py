@@ -8,6 +8,7 @@ ends, the last field is repeated; a one-frame clip has zero motion (128 everywhe
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Mapping, Optional
@@ -104,11 +105,14 @@ def center_crop(arr: np.ndarray, size: int = CROP) -> np.ndarray:
 
 
 class FlowComputer:
-    """Computes quantized, cropped fields for consecutive frames: per pair with a pool of threads,
-    or, for a batched method, all pairs of a call at once on ``device`` (``options``: its own)."""
+    """Computes quantized, cropped fields for consecutive frames: per pair with a pool of
+    ``threads`` threads, or, for a batched method, all pairs of a call at once on ``device``
+    (``options``: its own; ``threads``: torch's CPU threads). ``threads=None``: one per core for a
+    pool; 1 for a batched method on CPU (its operations are small: one clip per core, as the
+    pipeline's decoders give, keeps the cores busy without threads waiting on each other)."""
 
-    def __init__(self, method: str = "tvl1", threads: int = 1, crop: Optional[int] = CROP, device: str = "cpu",
-                 options: Optional[Mapping] = None):
+    def __init__(self, method: str = "tvl1", threads: Optional[int] = 1, crop: Optional[int] = CROP,
+                 device: str = "cpu", options: Optional[Mapping] = None):
         if method not in FLOW_METHODS:
             raise ValueError(f"unknown flow method {method!r} (expected one of {', '.join(FLOW_METHODS)})")
         self.method = method
@@ -116,10 +120,11 @@ class FlowComputer:
         self._local = threading.local()
         self._batch = None
         if _takes_options(method):
-            self._batch = FLOW_METHODS[method](device=device, options=options, threads=threads)
+            self._batch = FLOW_METHODS[method](device=device, options=options, threads=threads or 1)
             threads = 1  # no pool: the method computes every pair of a call at once
         elif options:
             flow_parameters(method, options)  # raises: the method takes none
+        threads = threads or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads)) if threads > 1 else None
 
     def _one(self, pair) -> np.ndarray:

@@ -49,7 +49,8 @@ DEFAULTS = {
     "decoders": None,         # clips decoded ahead, each by its own thread and ffmpeg processes
                               # (None: 2 on CPU, where the model is the bottleneck; on CUDA enough
                               # to feed the GPU, see decoder_count)
-    "flow_threads": None,     # threads computing flow fields per clip (None: CPU count)
+    "flow_threads": None,     # threads computing flow fields per clip (None: CPU count; tvl1-torch on
+                              # CPU: 1 torch thread per clip, the decoders computing clips in parallel)
     "overwrite": False,       # redo instances already extracted
     "progress": True,
 }

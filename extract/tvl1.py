@@ -288,7 +288,7 @@ class TVL1:
             return np.empty((0, *frames.shape[1:], 2), np.float32)
         o = self.options
         with self._threads():
-            levels = pyramid(self._as_batch(torch.from_numpy(frames)), o["nscales"], o["scale_step"])
+            levels = pyramid(self._as_batch(torch.from_numpy(frames.astype(np.float32))), o["nscales"], o["scale_step"])
             flow = self._solve([lv[:-1] for lv in levels], [lv[1:] for lv in levels])
         return flow.permute(0, 2, 3, 1).cpu().numpy()
 
@@ -341,26 +341,44 @@ class TVL1:
         return u
 
     def _warping(self, u, px, py, ig, inv_grad, rho_c, l_t, taut, stop):
-        """The outer and inner loops of one warping; a pair stops when its change falls under
-        ``stop`` (then its ``u`` and ``p`` are kept; the batch stops when all have)."""
+        """The outer and inner loops of one warping. A pair stops when its change falls under
+        ``stop``: its ``u`` and ``p`` are kept from then on (masked until the next check), and at
+        each check the pairs that stopped leave the working set, so a batch costs what its pairs
+        need rather than what its slowest needs."""
         o = self.options
-        active, n = None, 0  # None: every pair still iterates (no masking needed)
+        out = [u, px, py]           # every pair's state; rows of `pick` are updated from `work`
+        pick = None                 # batch rows of the working set (None: all of them)
+        work, data = [u, px, py], [ig, inv_grad, rho_c]
+        active, n = None, 0         # active: working pairs not stopped yet (None: all)
         for _ in range(o["outer_iterations"]):
             if o["median_filtering"] > 1:
-                filtered = median_filter(u[:, :2], o["median_filtering"])
-                u = _keep(active, torch.cat([filtered, u[:, 2:]], dim=1), u)
+                u = work[0]
+                filtered = torch.cat([median_filter(u[:, :2], o["median_filtering"]), u[:, 2:]], dim=1)
+                work[0] = _keep(active, filtered, u)
             for _ in range(o["inner_iterations"]):
-                u_new, px_new, py_new, change = self._iteration(u, px, py, ig, inv_grad, rho_c, l_t, o["theta"], taut)
-                u, px, py = (_keep(active, a, b) for a, b in ((u_new, u), (px_new, px), (py_new, py)))
+                *new, change = self._iteration(*work, *data, l_t, o["theta"], taut)
+                work = [_keep(active, a, b) for a, b in zip(new, work)]
                 going = change > stop
                 active = going if active is None else active & going
                 n += 1
                 if n % self.check_every == 0:  # (waits for the device)
-                    if not bool(active.any()):
-                        return u, px, py
                     if bool(active.all()):
                         active = None
-        return u, px, py
+                        continue
+                    out = self._put_back(out, pick, work)
+                    if not bool(active.any()):
+                        return out
+                    keep = active.nonzero()[:, 0]
+                    pick = keep if pick is None else pick[keep]
+                    work, data = [t[keep] for t in work], [t[keep] for t in data]
+                    active = None
+        return self._put_back(out, pick, work)
+
+    @staticmethod
+    def _put_back(out, pick, work):
+        if pick is None:
+            return list(work)
+        return [full.index_copy(0, pick, part) for full, part in zip(out, work)]
 
 
 def opencv_tvl1(options: Optional[Mapping] = None):
