@@ -36,17 +36,17 @@ def flow_parameters(method: str, options: Optional[Mapping] = None) -> dict:
     """The parameters of ``method``'s flow rows, as the cache records them (``options``: the
     method's own, for a method that takes them)."""
     out = {**METHOD_PARAMS[method]}
-    if _takes_options(method):
+    if _batched(method):
         from .tvl1 import check_options
 
         out["parameters"] = check_options(options)
     elif options:
         raise OptionError(f"flow method {method}: takes no flow options (got {', '.join(options)}); "
-                          f"only {', '.join(m for m in FLOW_METHODS if _takes_options(m))} does")
+                          f"only {', '.join(m for m in FLOW_METHODS if _batched(m))} does")
     return {**out, "size": list(FLOW_SIZE), "bound": FLOW_BOUND, "stack": FLOW_STACK}
 
 
-def _takes_options(method: str) -> bool:
+def _batched(method: str) -> bool:
     return getattr(FLOW_METHODS[method], "batched", False)
 
 
@@ -82,8 +82,8 @@ _tvl1_torch.batched = True
 
 # name -> factory of a flow function (prev, next, None) -> (H, W, 2) float32. OpenCV's flow
 # objects are not thread-safe, so each worker thread builds its own. A factory marked ``batched``
-# takes ``device``, ``options`` and ``threads`` (torch's, on CPU) and returns a function of a whole chunk of frames,
-# (n, H, W) uint8 -> (n - 1, H, W, 2) float32: every pair of the chunk in one call.
+# takes ``device``, ``options`` (its parameters) and ``threads`` (torch's, on CPU) and returns a
+# function of a whole chunk, (n, H, W) uint8 frames -> (n - 1, H, W, 2) float32: all pairs at once.
 FLOW_METHODS: Dict[str, Callable] = {
     "tvl1": _tvl1,  # Dual TV-L1 (the paper's and TSN's choice; slow on CPU)
     "dis": _dis,  # Dense Inverse Search, medium preset: hundreds of frames/s on CPU
@@ -119,7 +119,7 @@ class FlowComputer:
         self.crop = crop
         self._local = threading.local()
         self._batch = None
-        if _takes_options(method):
+        if _batched(method):
             self._batch = FLOW_METHODS[method](device=device, options=options, threads=threads or 1)
             threads = 1  # no pool: the method computes every pair of a call at once
         elif options:
