@@ -10,9 +10,9 @@ Frames (340x256 gray, as tapos-extract computes flow on them):
 
 Speed (frame pairs/s; one run, same pairs): OpenCV DualTVL1 with one thread and with the
 pipeline's pool of one thread per core, tvl1-torch on CPU (batch 1 and 8 on one thread, batch
-1 with torch's threads on all cores), DIS (medium) and Farneback for reference; with ``--device cuda`` tvl1-torch at batch
-1..64 in fp32 and compiled (``torch.compile``) at the largest batch. The ratio column divides by
-OpenCV's one-thread rate. Target on one H200: >= 200 pairs/s.
+1 with torch's threads on all cores), DIS (medium) and Farneback for reference; with
+``--device cuda`` tvl1-torch at batch 1..64 in fp32 and compiled (``torch.compile``) at batch 64.
+The ratio column divides by OpenCV's one-thread rate. Target on one H200: >= 200 pairs/s.
 
 Agreement (defaults, the same parameters for both): mean EPE of tvl1-torch against OpenCV's
 field, the share of uint8 flow-image pixels (clip +-20 -> 0..255) within 2 grey levels of
@@ -149,7 +149,8 @@ def torch_rate(i0, i1, device, batch, threads=None, compile=False, repeats=1):
 def agreement(ours, ocv, truth=None) -> dict:
     epe = np.sqrt(((ours - ocv) ** 2).sum(-1))
     levels = np.abs(quantize(ours).astype(int) - quantize(ocv).astype(int))
-    out = {"mean EPE vs OpenCV (px)": float(epe.mean()), "uint8 pixels within 2 levels (%)": 100 * float((levels <= 2).mean())}
+    out = {"mean EPE vs OpenCV (px)": float(epe.mean()),
+           "uint8 pixels within 2 levels (%)": 100 * float((levels <= 2).mean())}
     if truth is not None:
         inner = (slice(None), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
         err = lambda f: float(np.sqrt(((f - truth) ** 2).sum(-1))[inner].mean())  # noqa: E731

@@ -291,7 +291,8 @@ class TVL1:
             return np.empty((0, *frames.shape[1:], 2), np.float32)
         o = self.options
         with self._threads():
-            levels = pyramid(self._as_batch(torch.from_numpy(frames.astype(np.float32))), o["nscales"], o["scale_step"])
+            images = self._as_batch(torch.from_numpy(frames.astype(np.float32)))
+            levels = pyramid(images, o["nscales"], o["scale_step"])
             flow = self._solve([lv[:-1] for lv in levels], [lv[1:] for lv in levels])
         return flow.permute(0, 2, 3, 1).cpu().numpy()
 
@@ -324,7 +325,7 @@ class TVL1:
             u = self._level(i0s[s], i1s[s], u)
             if s:
                 u = resize(u, i0s[s - 1].shape[-2:])
-                u[:, :2] /= o["scale_step"]
+                u[:, :2] *= 1.0 / o["scale_step"]  # as OpenCV: times the inverse
         return u[:, :2]
 
     def _level(self, i0, i1, u):
@@ -332,7 +333,7 @@ class TVL1:
         l_t, taut = o["lambda"] * o["theta"], o["tau"] / o["theta"]
         stop = o["epsilon"] ** 2 * i0.shape[-2] * i0.shape[-1]
         i1x, i1y = centered_gradient(i1)
-        sources = torch.cat([i1, i1x, i1y], dim=1)  # warped together, in one sampling call
+        sources = torch.cat([i1, i1x, i1y], dim=1)  # warped together: the taps are found once
         px, py = torch.zeros_like(u), torch.zeros_like(u)
         for _ in range(o["warps"]):
             w = warp(sources, u[:, :2], o["interpolation"])
