@@ -5,6 +5,8 @@ translation, a small rotation and a zoom (128x96, small enough for 2 cores; benc
 measures 340x256). Every pair goes through tvl1-torch in one batch and through OpenCV one by one,
 with the same parameters.
 """
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -205,3 +207,16 @@ def test_cuda_matches_cpu(flows):
         assert np.sqrt(((gpu[k] - ocv) ** 2).sum(-1)).mean() <= 0.15
     fields = FlowComputer("tvl1-torch", crop=64, device="cuda").fields(np.stack([pairs[0][0], pairs[0][1]]))
     assert fields.shape == (1, 64, 64, 2)
+
+
+def test_parse_video_reuses_the_training_caches_flow_parameters(tmp_path):
+    from tapos.data.features import ExtractionSettings
+    from tapos.parse.video import extraction_options
+
+    params = flow_parameters("tvl1-torch", {"warps": 2, "lambda": 0.1})
+    cache = ExtractionSettings(backbone="bninception", weights={"flow": "random"}, modalities=("flow",),
+                               flow="tvl1-torch", flow_params=params)
+    (tmp_path / "config.json").write_text(json.dumps({"feature_cache": cache.to_json()}))
+    opts = extraction_options(tmp_path, ("flow",))
+    assert opts["flow"] == "tvl1-torch" and opts["flow_options"] == {**DEFAULTS, "warps": 2, "lambda": 0.1}
+    assert "flow_options" not in extraction_options(tmp_path, ("flow",), flow="dis")
