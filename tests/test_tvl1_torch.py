@@ -220,3 +220,16 @@ def test_parse_video_reuses_the_training_caches_flow_parameters(tmp_path):
     opts = extraction_options(tmp_path, ("flow",))
     assert opts["flow"] == "tvl1-torch" and opts["flow_options"] == {**DEFAULTS, "warps": 2, "lambda": 0.1}
     assert "flow_options" not in extraction_options(tmp_path, ("flow",), flow="dis")
+
+
+def test_frames_tsn_computes_tvl1_torch_snippets_and_refuses_bad_options(frame_clips):
+    from tapos.tsn.frames import FrameSnippets
+
+    args = (frame_clips / "videos", frame_clips / "ann.json", "train", "flow", "uniform", 2)
+    quick = {"nscales": 2, "warps": 1, "outer_iterations": 1, "inner_iterations": 3}
+    item = FrameSnippets(*args, train=False, flow_method="tvl1-torch", flow_options=quick)[0]
+    assert item["frames"].shape == (2, 224, 224, 10)
+    with pytest.raises(TaposError, match="warps=0"):
+        FrameSnippets(*args, train=False, flow_method="tvl1-torch", flow_options={"warps": 0})
+    with pytest.raises(TaposError, match="unknown flow method 'tvl2'"):
+        FrameSnippets(*args, train=False, flow_method="tvl2")
