@@ -233,3 +233,21 @@ def test_frames_tsn_computes_tvl1_torch_snippets_and_refuses_bad_options(frame_c
         FrameSnippets(*args, train=False, flow_method="tvl1-torch", flow_options={"warps": 0})
     with pytest.raises(TaposError, match="unknown flow method 'tvl2'"):
         FrameSnippets(*args, train=False, flow_method="tvl2")
+
+
+def test_matches_opencv_on_synthetic_clips(tmp_path):
+    """Frames of the synthetic videos (``tapos-data synth --videos``: moving blobs, a camera change,
+    sensor noise), decoded by ffmpeg at 128x96."""
+    from tapos.data.ffmpeg import read_frames
+    from tapos.data.synth import write_dataset
+
+    write_dataset(tmp_path, n_instances=1, n_classes=1, seed=2, videos=True, progress=False, video_size=[128, 96])
+    video = sorted((tmp_path / "videos").glob("*.mp4"))[0]
+    frames = np.concatenate(list(read_frames(video, W, H, "gray", [], max_frames=40)))[..., 0][::8]  # 5 frames
+    ocv = opencv_tvl1()
+    expected = np.stack([ocv.calc(a, b, None) for a, b in zip(frames[:-1], frames[1:])])
+    ours = TVL1(threads=1).sequence(frames)
+    assert np.sqrt(((ours - expected) ** 2).sum(-1)).mean() <= 0.15
+    levels = np.abs(quantize(ours).astype(int) - quantize(expected).astype(int))
+    assert (levels <= 2).mean() >= 0.95
+    assert np.abs(expected).max() > 0.5  # the pairs do move
