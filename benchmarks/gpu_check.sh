@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# One prepared check for a machine with a CUDA GPU (about 6 minutes on one H200), run once:
+# One prepared check for a machine with a CUDA GPU (about 9 minutes on one H200), run once:
 #   1. the CUDA tests (tests/test_cuda.py: fp16/bf16 features against fp32 on CPU, batches in
-#      flight, extraction on the GPU against the CPU, parsers and the TSN trained on the GPU);
+#      flight, extraction on the GPU against the CPU, parsers and the TSN trained on the GPU;
+#      tests/test_tvl1_torch.py -k cuda: tvl1-torch on the GPU against the CPU and OpenCV);
 #   2. the extraction throughput table for RGB (model-only eager/folded fp32, fp16, bf16; host
 #      only; full pipeline), target >= 2,000 RGB frames/s with fp16;
-#   3. the same for RGB + DIS flow.
+#   3. the same for RGB + DIS flow;
+#   4. TV-L1 flow (benchmarks/flow_speed.py --device cuda): tvl1-torch at batch 1..64 and
+#      compiled, against OpenCV's CPU DualTVL1, target >= 200 pairs/s at 340x256.
 # Needs tapos importable (pip install -e . or PYTHONPATH) and a torch that sees the GPU.
 # Usage: bash benchmarks/gpu_check.sh [OUTDIR]      (logs and tables land in OUTDIR, default gpu_check/)
 set -u
@@ -25,9 +28,15 @@ status=0
 cat "$out/machine.txt"
 timeout 200 $python -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
+timeout 120 $python -m pytest -q -p no:cacheprovider tests/test_tvl1_torch.py -k cuda 2>&1 | tee "$out/test_tvl1_cuda.log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 timeout 180 $python benchmarks/extract_throughput.py --device cuda --instances 48 2>&1 | tee "$out/throughput_rgb.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 timeout 150 $python benchmarks/extract_throughput.py --device cuda --instances 24 --modality rgb,flow --flow dis 2>&1 \
   | tee "$out/throughput_rgb_flow.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+# few OpenCV pairs (about 1 s each on one core); the GPU rows tile them to 64
+timeout 240 $python benchmarks/flow_speed.py --device cuda --pairs 8 --feature-clips 1 --out "$out/flow" 2>&1 \
+  | tee "$out/flow_speed.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 exit $status

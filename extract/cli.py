@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from tapos.data.annotations import SUBSETS
-from tapos.data.cli_utils import DefaultCommandGroup
+from tapos.data.cli_utils import DefaultCommandGroup, parse_overrides
 from tapos.data.features import DTYPES
 from tapos.data.version import __version__
 
 from .backbone import PRECISIONS
 from .flow import FLOW_METHODS
+from .tvl1 import DEFAULTS as TVL1_DEFAULTS
 from .pipeline import DEFAULTS
 
 
@@ -40,7 +41,10 @@ def main():
 @click.option("--split", type=click.Choice(SUBSETS), help="With --annotations: one subset only.")
 @click.option("--modality", default=",".join(DEFAULTS["modalities"]), show_default=True, help="rgb, flow or rgb,flow.")
 @click.option("--flow", "flow_method", type=click.Choice(sorted(FLOW_METHODS)), default=DEFAULTS["flow"],
-              show_default=True, help="Optical flow: tvl1 (the paper's, slow on CPU), dis (fast), farneback.")
+              show_default=True, help="Optical flow: tvl1 (the paper's, OpenCV, slow on CPU), tvl1-torch (the same "
+                                      "in PyTorch, batched on --device), dis (fast), farneback.")
+@click.option("--set", "flow_set", multiple=True, metavar="NAME=VALUE",
+              help="A tvl1-torch parameter (value as JSON): " + ", ".join(TVL1_DEFAULTS) + " (defaults: OpenCV's).")
 @click.option("--weights", default=DEFAULTS["weights"], show_default=True,
               help="imagenet (downloaded once into the torch hub cache), random (tests, demos) or a .pth file.")
 @click.option("--flow-weights", help="Weights of the flow net (default: TSN's cross-modality init from --weights).")
@@ -54,11 +58,12 @@ def main():
               help="Stored feature type.")
 @click.option("--decoders", type=click.IntRange(1), default=DEFAULTS["decoders"],
               help="Clips decoded ahead in parallel (default: 2 on CPU; on CUDA half this process's cores, 2-8).")
-@click.option("--flow-threads", type=click.IntRange(1), help="Threads computing flow per clip (default: CPU count).")
+@click.option("--flow-threads", type=click.IntRange(1),
+              help="Threads computing flow per clip (default: CPU count; tvl1-torch on CPU: 1 torch thread).")
 @click.option("--overwrite", is_flag=True, help="Redo instances already extracted (default: skip them).")
 @click.option("--no-progress", is_flag=True)
-def run(videos, out, annotations, split, modality, flow_method, weights, flow_weights, stride, fps, batch_size,
-        device, precision, dtype, decoders, flow_threads, overwrite, no_progress):
+def run(videos, out, annotations, split, modality, flow_method, flow_set, weights, flow_weights, stride, fps,
+        batch_size, device, precision, dtype, decoders, flow_threads, overwrite, no_progress):
     """Extract features of the videos in VIDEOS (a folder, searched recursively, or one file) into OUT.
 
     \b
@@ -72,10 +77,12 @@ def run(videos, out, annotations, split, modality, flow_method, weights, flow_we
 
     if stride != 1 and fps is not None:
         raise click.BadParameter("give --stride or --fps, not both", param_hint="--fps")
+    flow_options = parse_overrides(flow_set, TVL1_DEFAULTS) or None
     report = extract(videos, out, annotations=annotations, modalities=modality, weights=weights,
                      flow_weights=flow_weights, flow=flow_method, stride=stride, fps=fps, split=split,
                      batch_size=batch_size, device=device, precision=precision, dtype=dtype, decoders=decoders,
-                     flow_threads=flow_threads, overwrite=overwrite, progress=not no_progress)
+                     flow_threads=flow_threads, flow_options=flow_options, overwrite=overwrite,
+                     progress=not no_progress)
     rank = int(os.environ.get("RANK", "0"))
     rate = report.frames / report.seconds if report.seconds > 0 else 0.0
     click.echo(f"{out}: {len(report.done)} extracted ({report.frames} rows), {len(report.skipped)} already done, "

@@ -104,9 +104,11 @@ class ClipReader:
     """Iterates :class:`Chunk` s of one clip; ``meta`` is set once the iteration has ended."""
 
     def __init__(self, clip: Clip, modalities=("rgb",), sampling: Sampling = Sampling(),
-                 flow_method: str = "tvl1", flow_threads: int = 1, chunk: int = 32):
+                 flow_method: str = "tvl1", flow_threads: int = 1, chunk: int = 32, flow_device: str = "cpu",
+                 flow_options=None):
         self.clip, self.modalities, self.sampling = clip, tuple(modalities), sampling
         self.flow_method, self.flow_threads, self.chunk = flow_method, flow_threads, chunk
+        self.flow_device, self.flow_options = flow_device, flow_options  # for a batched method (tvl1-torch)
         self.meta: Optional[ClipMeta] = None
 
     def _plan(self, info: VideoInfo):
@@ -132,7 +134,8 @@ class ClipReader:
         gray_iter = (read_frames(clip.path, *FLOW_SIZE, "gray", _gray_filters(), **common)
                      if "flow" in self.modalities else iter(()))
         picker = _RowPicker(self.sampling, rate)
-        flow = FlowStacker(FlowComputer(self.flow_method, self.flow_threads, CROP)) if "flow" in self.modalities else None
+        flow = (FlowStacker(FlowComputer(self.flow_method, self.flow_threads, CROP, self.flow_device, self.flow_options))
+                if "flow" in self.modalities else None)
         pending_rgb, pending_rows, frames = [], [], 0
         self._flow_buf = []
         try:
@@ -199,9 +202,10 @@ class ClipReader:
 
 
 def read_clip(clip: Clip, modalities=("rgb",), sampling: Sampling = Sampling(), flow_method: str = "tvl1",
-              flow_threads: int = 1):
+              flow_threads: int = 1, flow_device: str = "cpu", flow_options=None):
     """The whole clip in memory: ``(Chunk with every row, ClipMeta)`` (tests, short clips)."""
-    reader = ClipReader(clip, modalities, sampling, flow_method, flow_threads)
+    reader = ClipReader(clip, modalities, sampling, flow_method, flow_threads, flow_device=flow_device,
+                        flow_options=flow_options)
     chunks = list(reader)
     cat = lambda name: (np.concatenate([getattr(c, name) for c in chunks])  # noqa: E731
                         if chunks and getattr(chunks[0], name) is not None else None)

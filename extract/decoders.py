@@ -77,7 +77,8 @@ def error_message(exc: Exception) -> str:
 class Decoders:
     """``n`` threads decoding ``clips`` ahead of the consumer (short queues bound the memory)."""
 
-    def __init__(self, clips: List[Clip], store, opts: dict, n: int):
+    def __init__(self, clips: List[Clip], store, opts: dict, n: int, device: str = "cpu"):
+        self.device = device  # where a batched flow method (tvl1-torch) runs
         self.queues = [queue.Queue(maxsize=4) for _ in range(n)]
         self._stop = threading.Event()
         self._sampling = Sampling(opts["stride"], opts["fps"])
@@ -142,8 +143,9 @@ class Decoders:
         """Send one clip's rows and its end; False when the run stopped meanwhile."""
         opts = self._opts
         try:
-            reader = ClipReader(clip, opts["modalities"], self._sampling, opts["flow"],
-                                opts["flow_threads"] or os.cpu_count() or 1)
+            reader = ClipReader(clip, opts["modalities"], self._sampling, opts["flow"], opts["flow_threads"],
+                                flow_device=self.device,
+                                flow_options=opts["flow_options"])
             for chunk in reader:
                 if not self._put(q, Rows(clip, chunk)):
                     claim.release()

@@ -8,11 +8,14 @@ ends, the last field is repeated; a one-frame clip has zero motion (128 everywhe
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
+
+from tapos.data.options import OptionError
 
 from .inputs import CROP, FLOW_BOUND, FLOW_SIZE, FLOW_STACK
 
@@ -24,12 +27,27 @@ METHOD_PARAMS: Dict[str, dict] = {
     "dis": {"implementation": "opencv DIS", "preset": "medium"},
     "farneback": {"implementation": "opencv Farneback", "pyr_scale": 0.5, "levels": 3, "winsize": 15,
                   "iterations": 3, "poly_n": 5, "poly_sigma": 1.2},
+    # its "parameters": tapos.extract.tvl1.DEFAULTS with the run's flow options applied
+    "tvl1-torch": {"implementation": "tapos.extract.tvl1 (PyTorch Dual TV-L1, OpenCV's scheme)"},
 }
 
 
-def flow_parameters(method: str) -> dict:
-    """The parameters of ``method``'s flow rows, as the cache records them."""
-    return {**METHOD_PARAMS[method], "size": list(FLOW_SIZE), "bound": FLOW_BOUND, "stack": FLOW_STACK}
+def flow_parameters(method: str, options: Optional[Mapping] = None) -> dict:
+    """The parameters of ``method``'s flow rows, as the cache records them (``options``: the
+    method's own, for a method that takes them)."""
+    out = {**METHOD_PARAMS[method]}
+    if _batched(method):
+        from .tvl1 import check_options
+
+        out["parameters"] = check_options(options)
+    elif options:
+        raise OptionError(f"flow method {method}: takes no flow options (got {', '.join(options)}); "
+                          f"only {', '.join(m for m in FLOW_METHODS if _batched(m))} does")
+    return {**out, "size": list(FLOW_SIZE), "bound": FLOW_BOUND, "stack": FLOW_STACK}
+
+
+def _batched(method: str) -> bool:
+    return getattr(FLOW_METHODS[method], "batched", False)
 
 
 def _tvl1():
@@ -53,12 +71,24 @@ def _farneback():
     return lambda a, b, _: cv2.calcOpticalFlowFarneback(a, b, None, *args)
 
 
+def _tvl1_torch(device="cpu", options: Optional[Mapping] = None, threads: Optional[int] = None):
+    from .tvl1 import TVL1
+
+    return TVL1(options, device, threads=threads).sequence
+
+
+_tvl1_torch.batched = True
+
+
 # name -> factory of a flow function (prev, next, None) -> (H, W, 2) float32. OpenCV's flow
-# objects are not thread-safe, so each worker thread builds its own.
+# objects are not thread-safe, so each worker thread builds its own. A factory marked ``batched``
+# takes ``device``, ``options`` (its parameters) and ``threads`` (torch's, on CPU) and returns a
+# function of a whole chunk, (n, H, W) uint8 frames -> (n - 1, H, W, 2) float32: all pairs at once.
 FLOW_METHODS: Dict[str, Callable] = {
     "tvl1": _tvl1,  # Dual TV-L1 (the paper's and TSN's choice; slow on CPU)
     "dis": _dis,  # Dense Inverse Search, medium preset: hundreds of frames/s on CPU
     "farneback": _farneback,
+    "tvl1-torch": _tvl1_torch,  # Dual TV-L1 as OpenCV's, in PyTorch: batched, on CPU or CUDA
 }
 
 
@@ -75,14 +105,26 @@ def center_crop(arr: np.ndarray, size: int = CROP) -> np.ndarray:
 
 
 class FlowComputer:
-    """Computes quantized, cropped fields for consecutive frames with a pool of threads."""
+    """Computes quantized, cropped fields for consecutive frames: per pair with a pool of
+    ``threads`` threads, or, for a batched method, all pairs of a call at once on ``device``
+    (``options``: its own; ``threads``: torch's CPU threads). ``threads=None``: one per core for a
+    pool; 1 for a batched method on CPU (its operations are small: one clip per core, as the
+    pipeline's decoders give, keeps the cores busy without threads waiting on each other)."""
 
-    def __init__(self, method: str = "tvl1", threads: int = 1, crop: Optional[int] = CROP):
+    def __init__(self, method: str = "tvl1", threads: Optional[int] = 1, crop: Optional[int] = CROP,
+                 device: str = "cpu", options: Optional[Mapping] = None):
         if method not in FLOW_METHODS:
             raise ValueError(f"unknown flow method {method!r} (expected one of {', '.join(FLOW_METHODS)})")
         self.method = method
         self.crop = crop
         self._local = threading.local()
+        self._batch = None
+        if _batched(method):
+            self._batch = FLOW_METHODS[method](device=device, options=options, threads=threads or 1)
+            threads = 1  # no pool: the method computes every pair of a call at once
+        elif options:
+            flow_parameters(method, options)  # raises: the method takes none
+        threads = threads or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads)) if threads > 1 else None
 
     def _one(self, pair) -> np.ndarray:
@@ -96,10 +138,13 @@ class FlowComputer:
     def fields(self, frames: np.ndarray) -> np.ndarray:
         """``frames (n, H, W)`` uint8 gray -> ``(n-1, crop, crop, 2)`` uint8 fields (``crop=None``:
         the whole ``(H, W)``)."""
-        pairs = [(frames[i], frames[i + 1]) for i in range(len(frames) - 1)]
-        if not pairs:
+        if len(frames) < 2:
             h, w = (self.crop, self.crop) if self.crop else frames.shape[1:3]
             return np.empty((0, h, w, 2), np.uint8)
+        if self._batch is not None:
+            field = self._batch(np.ascontiguousarray(frames))
+            return quantize(field if self.crop is None else center_crop(field, self.crop))
+        pairs = [(frames[i], frames[i + 1]) for i in range(len(frames) - 1)]
         out = list(self._pool.map(self._one, pairs)) if self._pool else [self._one(p) for p in pairs]
         return np.stack(out)
 

@@ -36,7 +36,9 @@ DEFAULTS = {
     "modalities": ("rgb",),   # "rgb", "flow" or both
     "weights": "imagenet",    # "imagenet" (download once), "random" (tests, demo) or a .pth path
     "flow_weights": None,     # flow net weights; None: cross-modality init from `weights` (TSN)
-    "flow": "tvl1",           # tvl1 (the paper's), dis (fast on CPU) or farneback
+    "flow": "tvl1",           # tvl1 (the paper's), tvl1-torch (the same in PyTorch, on the device),
+                              # dis (fast on CPU) or farneback
+    "flow_options": None,     # tvl1-torch's parameters over its defaults (tapos.extract.tvl1.DEFAULTS)
     "stride": 1,              # keep every S-th frame
     "fps": None,              # or rows at this rate (nearest frames)
     "split": None,            # with annotations: only this subset
@@ -47,7 +49,8 @@ DEFAULTS = {
     "decoders": None,         # clips decoded ahead, each by its own thread and ffmpeg processes
                               # (None: 2 on CPU, where the model is the bottleneck; on CUDA enough
                               # to feed the GPU, see decoder_count)
-    "flow_threads": None,     # threads computing flow fields per clip (None: CPU count)
+    "flow_threads": None,     # threads computing flow fields per clip (None: CPU count; tvl1-torch on
+                              # CPU: 1 torch thread per clip, the decoders computing clips in parallel)
     "overwrite": False,       # redo instances already extracted
     "progress": True,
 }
@@ -78,7 +81,7 @@ def _settings(opts, backbones) -> ExtractionSettings:
     return ExtractionSettings(
         backbone="bninception", weights={m: b.description for m, b in backbones.items()},
         modalities=opts["modalities"], stride=opts["stride"], fps=opts["fps"], flow=flow,
-        flow_params=flow_parameters(flow) if flow else {}, dtype=opts["dtype"], preprocessing=PREPROCESSING,
+        flow_params=flow_parameters(flow, opts["flow_options"]) if flow else {}, dtype=opts["dtype"], preprocessing=PREPROCESSING,
         tool_version=__version__)
 
 
@@ -111,6 +114,8 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
     opts["modalities"] = parse_modality(opts["modalities"])
     Sampling(opts["stride"], opts["fps"])  # validates
     _check_device(opts["device"], opts["precision"])
+    if "flow" in opts["modalities"]:
+        flow_parameters(opts["flow"], opts["flow_options"])  # bad flow options fail here, in one line
     report = Report()
     missing = []  # (key, reason) of annotated instances without a source video
     store = PartStore(out)
@@ -282,7 +287,7 @@ class _Consumer:
 
 def _run(clips, store, opts, backbones, settings, report, tqdm, show, device):
     """Extract ``clips``: decoders ahead, batches across clips, parts written behind."""
-    decoders = Decoders(clips, store, opts, decoder_count(opts["decoders"], device))
+    decoders = Decoders(clips, store, opts, decoder_count(opts["decoders"], device), device)
     bar = tqdm(total=len(clips), desc="extract", unit="clip", disable=not show)
     consumer = _Consumer(store, opts, backbones, settings, report, bar)
     try:

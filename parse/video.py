@@ -65,6 +65,9 @@ def extraction_options(model_dir, modalities, weights=None, flow_weights=None, f
                                  f"features from {recorded[m]!r}")
     opts = {"modalities": tuple(modalities), "weights": weights, "flow_weights": flow_weights}
     opts["flow"] = flow or cache.flow or "tvl1"
+    recorded_flow = (cache.flow_params or {}).get("parameters") if cache.flow == opts["flow"] else None
+    if isinstance(recorded_flow, dict):  # a method with parameters of its own (tvl1-torch): the cache's
+        opts["flow_options"] = dict(recorded_flow)
     if stride is None and fps is None:
         stride, fps = (1, cache.fps) if cache.fps else (cache.stride, None)
     opts["stride"], opts["fps"] = stride or 1, fps

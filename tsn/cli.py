@@ -12,6 +12,8 @@ from tapos.data.errors import TaposError
 from tapos.data.io import atomic_write_text
 from tapos.data.version import __version__
 
+from tapos.extract import FLOW_METHODS
+
 from .data import SAMPLINGS
 from .run import DEFAULTS, EVAL_SPLITS, INPUTS, RUN_DEFAULTS
 
@@ -59,7 +61,9 @@ def main():
 @click.option("--label", help="Row name in the results table (default: the sampling, or parsed (<file stem>)).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a default (value as JSON): " + ", ".join(DEFAULTS) + "; with --input frames "
-                   "also lr_steps, momentum, clip_grad, partial_bn, weights (imagenet|random|PATH), flow, workers.")
+                   "also lr_steps, momentum, clip_grad, partial_bn, weights (imagenet|random|PATH), flow ("
+                   + ", ".join(sorted(FLOW_METHODS)) + "), flow_options (tvl1-torch's parameters, a JSON object), "
+                   "workers.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Model directory: config.json, model.pt, log.csv, results.{json,csv,md}, confusion.png.")
 @click.option("--eval-only", is_flag=True, help="Re-evaluate the model in --model on --split instead of training.")

@@ -33,7 +33,8 @@ FRAME_DEFAULTS = {
     "dropout": {"rgb": 0.8, "flow": 0.7},
     "partial_bn": True,
     "weights": "imagenet",                  # imagenet, random or a .pth file (flow: cross-modality init)
-    "flow": "dis",                          # optical flow computed on the fly: dis, tvl1, farneback
+    "flow": "dis",                          # optical flow computed on the fly: dis, tvl1, tvl1-torch, farneback
+    "flow_options": None,                   # tvl1-torch's parameters over its defaults, e.g. {"warps": 3}
     "workers": 4,                           # DataLoader processes decoding videos
     "fusion": {"rgb": 1.0, "flow": 1.5},
 }

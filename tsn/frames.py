@@ -22,7 +22,7 @@ from tapos.data.clock import boundary_rows, grid_frames, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.ffmpeg import probe, read_frames
 from tapos.data.videos import clips_from_annotations
-from tapos.extract import CROP, FLOW_SIZE, FLOW_STACK, FlowComputer
+from tapos.extract import CROP, FLOW_METHODS, FLOW_SIZE, FLOW_STACK, FlowComputer
 
 from .sampling import aligned_indices, uniform_indices
 
@@ -76,7 +76,8 @@ class FrameSnippets(Dataset):
     """
 
     def __init__(self, videos, annotations, split: str, modality: str, sampling: str, num_segments: int,
-                 train: bool, boundaries: Optional[Mapping] = None, seed: int = 0, flow_method: str = "dis"):
+                 train: bool, boundaries: Optional[Mapping] = None, seed: int = 0, flow_method: str = "dis",
+                 flow_options: Optional[Mapping] = None):
         ann = load_annotations(annotations)
         clips, missing = clips_from_annotations(ann.path, videos, split)
         if missing:
@@ -90,7 +91,11 @@ class FrameSnippets(Dataset):
         self.num_segments, self.train, self.boundaries = int(num_segments), train, boundaries
         self.seed, self.epoch = seed, 0
         self.length = FLOW_STACK if modality == "flow" else 1
-        self.flow_method = flow_method
+        self.flow_method, self.flow_options = flow_method, flow_options
+        if modality == "flow":  # an unknown method or bad options fail here, not in a loader process
+            if flow_method not in FLOW_METHODS:
+                raise TaposError(f"unknown flow method {flow_method!r} (expected one of {', '.join(FLOW_METHODS)})")
+            FlowComputer(flow_method, threads=1, crop=None, options=flow_options).close()
         self._layouts = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -144,7 +149,8 @@ class FrameSnippets(Dataset):
             wanted = starts
         frames = self._decode(idx, wanted)
         if self.modality == "flow":
-            computer = FlowComputer(self.flow_method, threads=1, crop=None)
+            # on the CPU: items are made in DataLoader processes, where CUDA cannot start after a fork
+            computer = FlowComputer(self.flow_method, threads=1, crop=None, options=self.flow_options)
             stacks = []
             for s in starts:
                 seq = np.stack([frames[int(min(s + k, n - 1))] for k in range(self.length + 1)])[..., 0]

@@ -170,11 +170,11 @@ def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, see
     try:
         for k, mod in enumerate(mods):
             tr = FrameSnippets(videos, ann.path, "train", mod, sampling, cfg["segments"], True, boundaries, seed,
-                               cfg["flow"])
+                               cfg["flow"], cfg["flow_options"])
             models[mod] = fit(mod, tr, num_classes, cfg, seed + k, dist, progress, on_epoch)
             if dist.rank == 0:
                 va = FrameSnippets(videos, ann.path, split, mod, sampling, cfg["test_segments"], False, boundaries,
-                                   flow_method=cfg["flow"])
+                                   flow_method=cfg["flow"], flow_options=cfg["flow_options"])
                 keys, val_scores[mod] = frame_scores(models[mod], va, dist.device, cfg["workers"])
                 labels = va.labels
     finally:
@@ -237,7 +237,7 @@ def evaluate(model_dir, features, annotations, boundaries=None, out_dir=None, vi
             from .frames import FrameSnippets
 
             ds = FrameSnippets(videos, ann.path, split, mod, config["sampling"], cfg["test_segments"], False,
-                               boundaries, flow_method=cfg["flow"])
+                               boundaries, flow_method=cfg["flow"], flow_options=cfg.get("flow_options"))
             keys, val_scores[mod] = frame_scores(model, ds, "cpu")
         else:
             ds = SnippetDataset(features, ann, split, mod, config["sampling"], cfg["test_segments"] or cfg["segments"],
