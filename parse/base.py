@@ -78,8 +78,8 @@ class Parser:
         """Record the input dimension, the classes and the normalization statistics."""
         self.dim = train.dim
         self.num_classes = max(max(int(i.action) for i in train.instances) + 1, 1)
-        if self.normalize:
-            self.mean, self.std = feature_stats(train, seed=opts.seed)
+        if self.normalize:  # a property of the data, not of the seed (members of an ensemble share it)
+            self.mean, self.std = feature_stats(train)
 
     def fit(self, train, val=None, opts: Optional[FitOptions] = None) -> list:
         """Fit on ``train``; return the history (one dict per epoch)."""

@@ -7,17 +7,12 @@ import numpy as np
 
 from .base import FitOptions, Parser, fit_once
 from .registry import register
-from .segments import pick_peaks
+from .segments import pick_peaks, window_means
 
 
 def change_score(x: np.ndarray, window: int) -> np.ndarray:
     """``1 - cos(mean(x[t-w:t]), mean(x[t:t+w]))`` for every row t (0 at t = 0)."""
-    T = len(x)
-    c = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0, dtype=np.float64)])
-    t = np.arange(T)
-    lo, hi = np.maximum(t - window, 0), np.minimum(t + window, T)
-    before = (c[t] - c[lo]) / np.maximum(t - lo, 1)[:, None]
-    after = (c[hi] - c[t]) / np.maximum(hi - t, 1)[:, None]
+    before, after = window_means(x, window)
     num = (before * after).sum(1)
     den = np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1) + 1e-12
     score = 1.0 - num / den

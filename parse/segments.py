@@ -35,6 +35,18 @@ def merge_short_segments(labels, min_length: int) -> np.ndarray:
         labels[starts[i]:ends[i]] = labels[src]
 
 
+def window_means(x: np.ndarray, window: int):
+    """``(before, after)``: for every row t the mean of rows ``t-window..t-1`` and of ``t..t+window-1``
+    (fewer at the ends; row 0's ``before`` is zeros). One cumulative sum, O(T * D)."""
+    T = len(x)
+    c = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0, dtype=np.float64)])
+    t = np.arange(T)
+    lo, hi = np.maximum(t - window, 0), np.minimum(t + window, T)
+    before = (c[t] - c[lo]) / np.maximum(t - lo, 1)[:, None]
+    after = (c[hi] - c[t]) / np.maximum(hi - t, 1)[:, None]
+    return before, after
+
+
 def pick_peaks(score, threshold: float, min_distance: int = 1) -> np.ndarray:
     """Local maxima of ``score`` that reach ``threshold``, at least ``min_distance`` rows apart
     (the higher peak wins)."""

@@ -12,8 +12,8 @@ with two heads (two groups of W_Q, W_K, W_V) whose outputs are merged by one fc 
 Losses: the local loss ``(L_sim + lambda) / L_dissim`` on the attention of the last unit
 (mean L2 distance between attention vectors of frames of the same sub-action, over that of frames
 of different sub-actions), and the global loss, the NLL of the action class from the mean over
-frames of ``W f''_t``. Inference: the argmax pattern of the last unit's attention per frame; a new
-sub-action starts where it changes.
+frames of ``W f''_t``. Inference (the paper): the argmax pattern of the last unit's attention per
+frame; a new sub-action starts where it changes.
 
 Where the paper is silent, our choices (all in ``DEFAULTS``):
 
@@ -22,7 +22,14 @@ Where the paper is silent, our choices (all in ``DEFAULTS``):
 - an input projection to ``d_model`` (``None`` keeps the feature width, as the paper writes it);
 - scaling by 1/sqrt(d_k) and the FFN with residual and LayerNorm, as in the Transformer [50];
 - the local loss on at most ``local_max_frames`` random frames per instance (it is O(T^2));
-- ``min_segment`` merges argmax runs shorter than that many rows (1 = off, the paper).
+- ``min_segment`` merges argmax runs shorter than that many rows (1 = off, the paper);
+- ``boundaries="change"`` (our default) reads boundaries from the attention as the local loss
+  shapes it: the change of the mean attention between the ``window`` rows before and after each
+  row (total variation, 0..1), whose peaks above ``threshold`` are boundaries. The argmax flickers
+  between patterns that share a sub-action's mass and its boundaries depend on the smoothing; the
+  change score does not, and it does not depend on how the patterns are numbered, so the scores
+  of models trained with other seeds can be averaged (``members``: a seed ensemble; see README,
+  "A stable TransParser", for what each choice does to the spread over seeds).
 """
 from __future__ import annotations
 
@@ -33,10 +40,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tapos.data.annotations import UNKNOWN_ACTION
+from dataclasses import replace
 
-from .base import LabellingParser, TorchParser
+from tapos.data.annotations import UNKNOWN_ACTION
+from tapos.data.errors import TaposError
+
+from .base import FitOptions, LabellingParser, TorchParser
 from .registry import register
+from .segments import pick_peaks, spans, window_means
+from .validation import validation_scores
 
 
 class SPSUnit(nn.Module):
@@ -144,11 +156,62 @@ class TransParser(LabellingParser, TorchParser):
                                   # "refined" (the last unit's patterns against the final refined
                                   # features f'), "paper" (refined with one unit, as the paper states
                                   # for the single-unit variant; unit with two)
+        "boundaries": "change",   # "argmax": where the argmax pattern changes (the paper; after
+                                  # min_segment); "change": peaks of the attention's change score
+        "window": 4,              # rows averaged on each side by the change score (4 had the best
+                                  # dev F1 among 3..6 over 15 seeds, benchmarks/transparser_stability.py)
+        "threshold": "auto",      # a peak of the change score (0..1) must reach this; "auto": chosen
+                                  # on the selection split among TUNABLE
+        "members": 5,             # models in a seed ensemble (member i trains with seed
+                                  # seed * members + i); their change scores are averaged: one model
+                                  # (members=1) moves by about 0.1 F1 between seeds, five by 0.02
         **LabellingParser.LABELLING_DEFAULTS,  # min_segment on the argmax pattern (1 = the paper)
     }
+    TUNABLE = {**LabellingParser.TUNABLE, "threshold": (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)}
     PRESETS = {"paper": {  # eq. (1)-(3) as written: no projection, no scaling, f' = FFN(f + r~), raw argmax
         "d_model": None, "scaled": False, "post_norm": False, "readout": "paper", "min_segment": 1,
+        "boundaries": "argmax", "members": 1,
     }}
+    BOUNDARIES = ("argmax", "change")
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        if self.config["boundaries"] not in self.BOUNDARIES:
+            raise TaposError(f"transparser: boundaries must be one of {', '.join(self.BOUNDARIES)}, "
+                             f"not {self.config['boundaries']!r}")
+        if int(self.config["members"]) > 1 and self.config["boundaries"] != "change":
+            raise TaposError("transparser: members > 1 needs boundaries='change' (the argmax patterns of "
+                             "separately trained models are numbered differently)")
+        self.others: list = []  # the ensemble's members after the first (which is self.model)
+
+    def fit(self, train, val=None, opts=None) -> list:
+        """One model, or ``members`` models trained with seeds ``seed * members + i``, each choosing
+        its epoch on the selection split; the "auto" options are then tuned once, on the ensemble."""
+        opts = opts or FitOptions()
+        n = int(self.config["members"])
+        if n == 1:
+            return super().fit(train, val, opts)
+        config, models, history = dict(self.config), [], []
+        for i in range(n):
+            self.config, self.others = dict(config), []
+
+            def tag(row, i=i):
+                row["member"] = i
+                if opts.on_epoch:
+                    opts.on_epoch(row)
+            history += super().fit(train, val, replace(opts, seed=opts.seed * n + i, on_epoch=tag))
+            models.append(self.model)
+        self.config, self.model, self.others = config, models[0], models[1:]
+        row = {"epoch": history[-1]["epoch"], "member": "ensemble", "best": True}
+        for key, (value, scores) in self.tune(val).items():
+            row.update({f"tuned_{key}": value, **{f"tuned_{k}": v for k, v in scores.items()}})
+        if val is not None:
+            row.update(validation_scores(self, val))  # the ensemble's own scores on the selection split
+        history.append(row)
+        if opts.on_epoch:
+            opts.on_epoch(row)
+        return history
+
 
     def build_model(self) -> nn.Module:
         return TransParserNet(self.dim, self.num_classes, self.config)
@@ -203,3 +266,48 @@ class TransParser(LabellingParser, TorchParser):
     def frame_labels(self, x: np.ndarray) -> np.ndarray:
         """The pattern each row attends to most (argmax of the last unit's attention)."""
         return self.infer(x)[1].argmax(-1).cpu().numpy()
+
+    def change_score(self, x: np.ndarray) -> np.ndarray:
+        """Per row, how much the attention changes there: half the L1 distance between the mean
+        attention of the ``window`` rows before and of the rows from it on (0..1), averaged over the
+        ensemble's members."""
+        w = int(self.config["window"])
+        scores = []
+        for model in [self.model, *self.others]:
+            with torch.inference_mode():
+                att = model(self.as_input(x))[1].cpu().numpy()
+            before, after = window_means(att, w)
+            s = 0.5 * np.abs(before - after).sum(1)
+            s[0] = 0.0
+            scores.append(s)
+        return np.mean(scores, axis=0)
+
+    def boundary_rows(self, x: np.ndarray) -> np.ndarray:
+        if self.config["boundaries"] == "argmax":
+            return super().boundary_rows(x)
+        return pick_peaks(self.change_score(x), float(self.option("threshold")), int(self.config["window"]))
+
+    def pattern_labels(self, features: np.ndarray, responses=None) -> np.ndarray:
+        """With ``boundaries="change"``: each predicted sub-action labelled with the pattern its rows
+        attend to most on average (the first member's), so the labels change only at boundaries."""
+        resp = self.patterns(features) if responses is None else responses
+        if self.config["boundaries"] == "argmax":
+            return super().pattern_labels(features, resp)
+        labels = np.empty(len(resp), dtype=np.int64)
+        for s, e in spans(self.boundary_rows(self.transform(features)).tolist(), len(resp)):
+            labels[s:e] = int(resp[s:e].mean(0).argmax())
+        return labels
+
+    def extra_state(self) -> dict:
+        state = super().extra_state()
+        if self.others:
+            state["others"] = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in self.others]
+        return state
+
+    def load_extra_state(self, state: dict) -> None:
+        super().load_extra_state(state)
+        self.others = []
+        for sd in state.get("others", []):
+            model = self.build_model()
+            model.load_state_dict(sd)
+            self.others.append(model.eval())

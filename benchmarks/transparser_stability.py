@@ -1,0 +1,151 @@
+"""TransParser's spread over seeds: one model against the seed ensemble, on the synthetic benchmark.
+
+Trains ``--seeds x --members`` single TransParsers (seed j; epochs chosen on dev, never on val)
+and assembles ensemble s from seeds ``s * members .. s * members + members - 1``, exactly the
+members that ``members=K`` with seed s trains; its threshold is then tuned on dev. For seeds
+0..N-1 it reports on val, mean +- std and spread (max - min) of:
+
+- one model (``members=1``, seed s), the ensemble (``members=K``, our default) and the paper preset;
+- every single model trained (all ``N x K`` seeds): the spread one run of one model has;
+- the dev F1 of a single model at each change-score window (how the default window was chosen);
+- with ``--baselines`` (``parsing_runs.csv`` of parsing_table.py): in how many seeds the ensemble
+  is ahead of each baseline (relative avg F1, seed s against seed s).
+
+    python benchmarks/transparser_stability.py [--data /tmp/bench_demo] [--seeds 5] [--members 5]
+        [--baselines benchmarks/results/parsing_runs.csv] [--work /tmp/tapos_stability] [--out benchmarks/results]
+
+Trained members are kept in ``--work`` (a rerun reuses them). Writes ``transparser_stability.csv``
+(one row per configuration and seed) and ``transparser_stability.md`` (with the command).
+"""
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from parsing_table import scores, summary  # noqa: E402  (the same scoring as Table 2)
+
+from tapos.data import FeatureDataset, load_annotations  # noqa: E402
+from tapos.data.io import atomic_write_text  # noqa: E402
+from tapos.data.selection import DEV_FRACTION, selection  # noqa: E402
+from tapos.data.synth import write_dataset  # noqa: E402
+from tapos.parse import PARSERS, FitOptions, get_parser, validation_scores  # noqa: E402
+
+WINDOWS = (3, 4, 5, 6)
+TP = PARSERS["transparser"]
+
+
+def member(j, train, dev, work: Path, **cfg):
+    """Single model of seed ``j`` (kept in ``work``: a rerun loads it)."""
+    tag = "paper" if cfg.get("preset") == "paper" else "default"
+    path = work / f"{tag}_seed{j}.pt"
+    if path.exists():
+        return TP.from_state(torch.load(path, weights_only=True)), None
+    parser = get_parser("transparser", members=1, **cfg)
+    t = time.time()
+    parser.fit(train, dev, FitOptions(seed=j, progress=False))
+    torch.save(parser.state(), path)
+    return parser, time.time() - t
+
+
+def ensemble(members, dev):
+    """The ensemble ``members=len(members)`` trains: the first model plus the others, its threshold tuned on dev."""
+    first = members[0]
+    state = first.state()
+    state["config"] = {**first.config, "members": len(members), "threshold": "auto"}
+    parser = TP.from_state(state)
+    parser.others = [m.model for m in members[1:]]
+    parser.tune(dev)
+    return parser
+
+
+def window_dev(parser, dev) -> dict:
+    """Dev F1 (rel) of ``parser`` at each window, its threshold tuned on dev for each."""
+    out, saved = {}, dict(parser.config)
+    for w in WINDOWS:
+        parser.config.update(window=w, threshold="auto")
+        parser.tune(dev)
+        out[f"dev F1 (rel), window {w}"] = validation_scores(parser, dev)["val_f1_rel"]
+    parser.config = saved
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="/tmp/bench_demo", help="synthetic dataset folder (made if missing)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--members", type=int, default=TP.DEFAULTS["members"])
+    ap.add_argument("--modality", default="rgb+flow")
+    ap.add_argument("--baselines", default=None, help="parsing_runs.csv whose table2 rows are the baselines")
+    ap.add_argument("--work", default="/tmp/tapos_stability")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+    command = "python benchmarks/transparser_stability.py " + " ".join(sys.argv[1:])
+    data, work, out = Path(args.data), Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (data / "features.h5").exists():
+        write_dataset(data, features=True, progress=False)
+    ann = load_annotations(data / "tapos_annotation.json")
+    sel = selection(ann, "dev", DEV_FRACTION)
+    train = FeatureDataset(data / "features.h5", sel.fit, "all", args.modality)
+    dev = FeatureDataset(data / "features.h5", sel.select, "all", args.modality)
+    val = FeatureDataset(data / "features.h5", ann, "val", args.modality)
+    rows, singles = [], {}
+
+    def record(config, seed, parser, extra=None):
+        rows.append({"config": config, "seed": seed, **scores(parser, val), **(extra or {})})
+        print(f"{config:<34} seed {seed}: rel {rows[-1]['F1 (rel)']:.4f}", flush=True)
+        pd.DataFrame(rows).to_csv(out / "transparser_stability.csv", index=False)
+
+    K = args.members
+    for j in range(args.seeds * K):
+        singles[j], seconds = member(j, train, dev, work)
+        record("single model, every seed", j, singles[j], window_dev(singles[j], dev))
+        if seconds:
+            print(f"  trained in {seconds:.0f} s", flush=True)
+    for s in range(args.seeds):
+        record("one model (members=1)", s, singles[s])
+        record(f"ensemble (members={K}, default)", s, ensemble([singles[j] for j in range(s * K, s * K + K)], dev))
+        paper, _ = member(s, train, dev, work, preset="paper")
+        record("paper preset", s, paper)
+    runs = pd.DataFrame(rows)
+    runs["table"] = "stability"
+    table = summary(runs, "stability")
+    spread = runs.groupby("config", sort=False)["F1 (rel)"].agg(lambda v: v.max() - v.min())
+    table.insert(0, "spread F1 (rel)", [f"{spread[c]:.4f}" for c in table.index])
+    every = runs[runs.config == "single model, every seed"]
+    windows = every[[f"dev F1 (rel), window {w}" for w in WINDOWS]].agg(["mean", "std"]).T
+    text = [
+        f"<!-- written by: {command} ({datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}) -->",
+        f"# TransParser over seeds ({len(train)} fit / {len(dev)} dev / {len(val)} val instances, {args.modality})",
+        "",
+        f"Val scores, mean ± std over seeds 0..{args.seeds - 1} (the single-model row: over all "
+        f"{args.seeds * K} seeds trained); spread = max - min of the relative avg F1.",
+        "",
+        table.to_markdown(),
+        "",
+        "Dev F1 (rel) of one model at each change-score window (threshold tuned on dev), over every seed:",
+        "",
+        windows.to_markdown(floatfmt=".4f"),
+        "",
+    ]
+    if args.baselines:
+        base = pd.read_csv(args.baselines)
+        base = base[base.table == "table2"].pivot_table(index="seed", columns="config", values="F1 (rel)")
+        ens = runs[runs.config.str.startswith("ensemble")].set_index("seed")["F1 (rel)"]
+        common = [s for s in ens.index if s in base.index]
+        ahead = {c: f"{int((ens[common] > base.loc[common, c]).sum())}/{len(common)}" for c in base.columns
+                 if not c.startswith("transparser")}
+        text += [f"Ensemble ahead of each baseline of `{args.baselines}` (seeds): "
+                 + ", ".join(f"{c} {v}" for c, v in ahead.items()), ""]
+    atomic_write_text(out / "transparser_stability.md", "\n".join(text))
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()
