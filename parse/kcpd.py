@@ -1,15 +1,13 @@
 """Kernel change-point detection with ruptures (KCPD, label-free): ``ruptures.KernelCPD`` on the
-standardised rows of each instance, the segmentation minimising the summed within-segment
-kernel cost plus a penalty per change point, or the best one with a given number of change
-points. No training
-(``fit`` records the standardisation statistics).
+standardised rows of each instance, the segmentation minimising the summed within-segment kernel
+cost plus a penalty per change point, or the best one with a given number of change points. No
+training (``fit`` records the standardisation statistics).
 
-The penalty's label-free rule: ``penalty_scale * log(T) * cost(0, T) / T``, a BIC-like
-``log(T)`` per change point in units of the instance's own spread (``cost(0, T) / T`` is the mean
-kernel distance of a row to the instance's mean: the variance, for the linear kernel). It is
-invariant to the features' scale and length, and a true change of a segment of L rows lowers the
-cost by about L times the spread, far above that penalty, while splitting noise lowers it by about
-one spread."""
+The penalty's label-free rule: ``penalty_scale * log(T) * cost(0, T) / T``, a BIC-like ``log(T)``
+per change point in units of the instance's own spread (``cost(0, T) / T`` is the mean kernel
+distance of a row to the instance's mean: the variance, for the linear kernel). It is invariant to
+the features' scale and length, and a true change of a segment of L rows lowers the cost by about L
+times the spread, far above that penalty, while splitting noise lowers it by about one spread."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,9 +1,9 @@
 """Recursive parsing of the temporal self-similarity matrix (TSM, label-free, after UBoCo): the
-cosine similarity of every pair of standardised rows forms a T x T matrix; a checkerboard kernel slid along its diagonal scores each row as a boundary (similar
-within the blocks before and after it, dissimilar across); a segment is split at its strongest
-score and each half parsed again, until a half would be shorter than ``min_length`` rows or the
-peak is not salient relative to the instance's scores. No training (``fit`` records the
-standardisation statistics)."""
+cosine similarity of every pair of standardised rows forms a T x T matrix; a checkerboard kernel
+slid along its diagonal scores each row as a boundary (similar within the blocks before and after
+it, dissimilar across); a segment is split at its strongest score and each half parsed again,
+until a half would be shorter than ``min_length`` rows or the peak is not salient relative to the
+instance's scores. No training (``fit`` records the standardisation statistics)."""
 from __future__ import annotations
 
 import numpy as np
