@@ -102,7 +102,8 @@ def plot_history(history: list, path, title: str = "", split: str = "validation"
     ax2.set_ylim(0, 1)
     ax2.set_xlabel("epoch")
     ax2.set_title(f"{split} (avg over thresholds)")
-    ax2.legend(fontsize=8)
+    if ax2.lines:  # no selection split (--select-on none): no scores to show
+        ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     return save_figure(fig, path)
 
