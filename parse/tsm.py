@@ -112,7 +112,11 @@ class TSMParser(Parser):
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Each row's boundary score for normalized rows ``x (T, D)`` (one T x T matrix in memory)."""
-        return checkerboard_score(self_similarity(x), int(self.config["kernel"]), float(self.config["taper"]))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # one instance's matrices are small: BLAS threads only contend
+            sim = self_similarity(x)
+        return checkerboard_score(sim, int(self.config["kernel"]), float(self.config["taper"]))
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
         s = self.score(x)

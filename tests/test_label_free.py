@@ -186,3 +186,18 @@ def test_cli_train_and_predict_tsm(synth_dir, tmp_path, cli):
     bad = cli("tapos-parse", "train", "--method", "tsm", "--features", feats, "--annotations", ann, "--out",
               tmp_path / "bad", "--set", "kernel=5", check=False)
     assert bad.returncode == 1 and "kernel must be an even" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_kcpd_compact_rows_keep_the_kernel():
+    from tapos.parse.kcpd import compact
+
+    x = np.random.default_rng(0).normal(size=(12, 40))
+    c = compact(x)
+    assert c.shape == (12, 12) and np.allclose(c @ c.T, x @ x.T, atol=1e-9)
+    repeated = np.repeat(x[:3], 4, axis=0)  # a singular Gram matrix: kept as it is
+    assert compact(repeated).shape == (12, 40)
+    assert compact(x[:, :5]).shape == (12, 5)  # D <= T: nothing to gain
+    p = get_parser("kcpd")
+    steps = np.repeat(np.random.default_rng(1).normal(size=(3, 80)), 10, axis=0)
+    steps += 0.1 * np.random.default_rng(2).normal(size=steps.shape)
+    assert p.boundary_rows(steps).tolist() == [10, 20]
