@@ -90,7 +90,8 @@ def train(method, features, annotations, out_dir, modality, select_on, dev_fract
     df = pd.DataFrame(history).set_index("epoch")
     cols = [c for c in df.columns if c in ("loss", "val_f1_rel", "val_f1_abs", "val_gebd_f1_05", "val_prec_rel",
                                            "val_rec_rel")]
-    echo_table(df[cols].rename(columns=lambda c: c.replace("val_", f"{select_on}_")))
+    if cols:  # a method without losses and without a selection split has nothing per epoch to show
+        echo_table(df[cols].rename(columns=lambda c: c.replace("val_", f"{select_on}_")))
     if "val_f1_rel" in df:
         best = df.index[df["best"] == True][-1] if "best" in df else df["val_f1_rel"].idxmax()  # noqa: E712
         click.echo(f"best epoch {best}: {select_on} {_scores(df.loc[best])}")
