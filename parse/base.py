@@ -51,6 +51,10 @@ class Parser:
     """Base class. Subclasses set ``name``, ``DEFAULTS`` and implement ``fit`` and ``boundary_rows``."""
 
     name = ""
+    # What the method reads of the training annotations besides the features: "none" (nothing:
+    # label-free; its selection default is --select-on none, see tapos.parse.run), "class labels"
+    # or "boundaries" (any use of the sub-action boundaries, their number included).
+    supervision = "boundaries"
     DEFAULTS: dict = {}
     # Post-processing options that may be "auto": chosen on the selection split (the ``val``
     # argument of fit: dev by default, see tapos.data.selection) after fitting, among these

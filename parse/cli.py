@@ -18,7 +18,7 @@ from tapos.extract import FLOW_METHODS
 
 from .analyze import DEFAULTS as ANALYSIS
 from .registry import PARSERS
-from .run import RUN_DEFAULTS
+from .run import RUN_DEFAULTS, default_select_on
 
 
 @click.group(cls=TaposGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,10 +49,11 @@ def main():
               help="Model directory: config.json, model.pt, log.csv, training.png.")
 @click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"],
               help="Default: what the cache holds (rgb+flow when both).")
-@click.option("--select-on", type=click.Choice(SELECT_ON), default=RUN_DEFAULTS["select_on"], show_default=True,
+@click.option("--select-on", type=click.Choice(SELECT_ON), default=RUN_DEFAULTS["select_on"],
               help="Where the epoch and 'auto' options are chosen: dev (whole videos carved from train; val and "
                    "test are never read), val (the paper's setup: then do not report val) or none (last epoch, "
-                   "first candidates).")
+                   "first candidates). Default: none for label-free methods (supervision none in tapos-parse "
+                   "methods), dev for the others.")
 @click.option("--dev-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=RUN_DEFAULTS["dev_fraction"], show_default=True,
               help="With --select-on dev: share of the training instances held out.")
@@ -78,6 +79,7 @@ def train(method, features, annotations, out_dir, modality, select_on, dev_fract
     """
     from .run import train as run_train
 
+    select_on = select_on or default_select_on(method)
     options = parse_overrides(overrides, {**PARSERS[method].DEFAULTS, "preset": None})
     if preset is not None:
         options.setdefault("preset", preset)
@@ -88,7 +90,8 @@ def train(method, features, annotations, out_dir, modality, select_on, dev_fract
     df = pd.DataFrame(history).set_index("epoch")
     cols = [c for c in df.columns if c in ("loss", "val_f1_rel", "val_f1_abs", "val_gebd_f1_05", "val_prec_rel",
                                            "val_rec_rel")]
-    echo_table(df[cols].rename(columns=lambda c: c.replace("val_", f"{select_on}_")))
+    if cols:  # a method without losses and without a selection split has nothing per epoch to show
+        echo_table(df[cols].rename(columns=lambda c: c.replace("val_", f"{select_on}_")))
     if "val_f1_rel" in df:
         best = df.index[df["best"] == True][-1] if "best" in df else df["val_f1_rel"].idxmax()  # noqa: E712
         click.echo(f"best epoch {best}: {select_on} {_scores(df.loc[best])}")
@@ -252,7 +255,7 @@ def methods():
         cls = PARSERS[name]
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().replace("\n", " ")
         doc = doc.split(": ")[0].split(". ")[0]
-        click.echo(f"{name}: {doc}")
+        click.echo(f"{name} (supervision: {cls.supervision}): {doc}")
         for k, v in cls.DEFAULTS.items():
             click.echo(f"    {k} = {json.dumps(v)}")
         for preset, values in cls.PRESETS.items():

@@ -103,6 +103,7 @@ def best_path_labels(log_probs: np.ndarray) -> np.ndarray:
 @register
 class CTMParser(LabellingParser, TorchParser):
     name = "ctm"
+    supervision = "boundaries"  # their number per instance (n), not their positions
     DEFAULTS = {
         **TorchParser.DEFAULTS,
         "labels": 16,      # k abstract sub-action labels

@@ -59,6 +59,7 @@ def reassign(log_probs: np.ndarray, bounds: list, labels: list) -> list:
 @register
 class ISBAParser(LabellingParser, TorchParser):
     name = "isba"
+    supervision = "boundaries"  # the annotated segments give the pseudo transcripts
     DEFAULTS = {
         **TorchParser.DEFAULTS,
         "k": 64,            # K clusters of segment features: the pseudo sub-action labels

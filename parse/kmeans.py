@@ -12,6 +12,7 @@ from .registry import register
 @register
 class KMeansParser(LabellingParser):
     name = "kmeans"
+    supervision = "none"  # clusters the features alone (min_segment="auto" reads dev only when asked)
     DEFAULTS = {
         "k": 64,              # clusters (the paper's k = 64)
         "passes": 2,          # streaming passes of MiniBatchKMeans over the training frames

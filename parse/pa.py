@@ -23,11 +23,12 @@ def change_score(x: np.ndarray, window: int) -> np.ndarray:
 @register
 class PAParser(Parser):
     name = "pa"
+    supervision = "none"
     normalize = False  # cosine dissimilarity of raw features: nothing is learned
     DEFAULTS = {
         "window": 5,        # rows averaged on each side
-        "threshold": "auto",  # a peak must reach mean + threshold * std of the instance's scores;
-                              # "auto": chosen on the selection split
+        "threshold": 0.5,   # a peak must reach mean + threshold * std of the instance's scores (GEBD's
+                            # baseline value: label-free); "auto" (with --select-on dev): chosen there
         "min_distance": 5,  # rows between two boundaries (the higher peak wins)
     }
     TUNABLE = {"threshold": (0.5, 0.0, 0.25, 1.0, 1.5, 2.0)}

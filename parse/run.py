@@ -25,8 +25,9 @@ from .registry import get_parser
 RUN_DEFAULTS = {
     "modality": None,        # features the parser reads (one of tapos.data.MODALITY_CHOICES);
                              # None: what the cache holds (rgb+flow when both)
-    "select_on": "dev",      # where epochs and "auto" options are chosen: dev (carved from train),
-                             # val (the paper's setup: do not report val then) or none (tapos.data.selection)
+    "select_on": None,       # where epochs and "auto" options are chosen: dev (carved from train),
+                             # val (the paper's setup: do not report val then) or none (tapos.data.selection);
+                             # None: none for label-free methods (supervision "none"), dev for the others
     "dev_fraction": DEV_FRACTION,  # share of the training instances (whole videos) held out as dev
     "epochs": None,          # None: the method's own
     "seed": 0,               # training is deterministic on CPU for a seed
@@ -36,6 +37,15 @@ RUN_DEFAULTS = {
 }
 
 
+def default_select_on(method: str) -> str:
+    """The selection split of ``method`` when none is asked for: a label-free method reads no
+    boundaries by default, so it selects on nothing ("none"); the others on dev."""
+    from .registry import PARSERS
+
+    cls = PARSERS.get(method)
+    return "none" if cls is not None and cls.supervision == "none" else "dev"
+
+
 def train(method: str, features, annotations, out_dir=None, modality: Optional[str] = RUN_DEFAULTS["modality"],
           epochs: Optional[int] = RUN_DEFAULTS["epochs"], seed: int = RUN_DEFAULTS["seed"],
           device: str = RUN_DEFAULTS["device"], overrides: Optional[dict] = None, progress: bool = True,
@@ -43,10 +53,11 @@ def train(method: str, features, annotations, out_dir=None, modality: Optional[s
           dev_fraction: float = RUN_DEFAULTS["dev_fraction"]):
     """Fit ``method`` on the ``train`` subset, choosing the epoch and every ``"auto"`` option on
     the selection split (``select_on``: a dev split carved from train by default, so that val
-    and test are never read). With ``out_dir``: ``config.json`` (which records the selection),
+    and test are never read; none for label-free methods, :func:`default_select_on`). With ``out_dir``: ``config.json`` (which records the selection),
     ``model.pt``, ``log.csv`` (written after every epoch; its ``val_*`` columns are scores on the
     selection split) and ``training.png``. Returns ``(parser, history)``."""
 
+    select_on = select_on or default_select_on(method)
     ann = load_annotations(annotations)
     reader = FeatureReader(features)
     modality = "+".join(parse_modality(modality or reader.default_modality()))
@@ -91,7 +102,8 @@ def plot_history(history: list, path, title: str = "", split: str = "validation"
     ax2.set_ylim(0, 1)
     ax2.set_xlabel("epoch")
     ax2.set_title(f"{split} (avg over thresholds)")
-    ax2.legend(fontsize=8)
+    if ax2.lines:  # no selection split (--select-on none): no scores to show
+        ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     return save_figure(fig, path)
 

@@ -33,6 +33,7 @@ class TemporalConvNet(nn.Module):
 @register
 class TCNParser(TorchParser):
     name = "tcn"
+    supervision = "boundaries"
     DEFAULTS = {
         **TorchParser.DEFAULTS,
         "hidden": 256,      # channels of the first temporal convolution

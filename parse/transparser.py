@@ -135,6 +135,7 @@ def local_loss(att: torch.Tensor, seg: torch.Tensor, lam: float, eps: float = 1e
 @register
 class TransParser(LabellingParser, TorchParser):
     name = "transparser"
+    supervision = "boundaries"  # and the action classes (global loss)
     DEFAULTS = {
         **TorchParser.DEFAULTS,
         "units": 2,               # stacked SPS units (Table 3: 1 or 2)

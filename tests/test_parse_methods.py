@@ -16,6 +16,8 @@ QUICK = {  # small models and few epochs: the suite stays fast
     "ctm": {"epochs": 8, "hidden": 64},
     "tcn": {"epochs": 10, "hidden": 64},
     "pa": {},
+    "tsm": {},
+    "kcpd": {},
 }
 
 

@@ -47,7 +47,7 @@ def _random_val_boundaries(ann, path, seed=0):
 
 @pytest.mark.parametrize("method,overrides", [
     ("transparser", {"epochs": 3, "d_model": 32, "d_phi": 16, "d_ff": 64, "patterns": 8, "members": 2}),  # epochs, threshold auto
-    ("pa", {}),                                                                             # threshold auto
+    ("pa", {"threshold": "auto"}),                                  # threshold auto (its default is fixed)
 ])
 def test_training_never_reads_val(synth_dir, tmp_path, method, overrides):
     from tapos.parse.run import predict, train
@@ -59,7 +59,8 @@ def test_training_never_reads_val(synth_dir, tmp_path, method, overrides):
         ann[next(iter(ann.split("val")))].boundaries
     runs = []
     for i, path in enumerate((ann_path, other)):
-        parser, history = train(method, feats, path, tmp_path / f"m{i}", seed=1, overrides=overrides, progress=False)
+        parser, history = train(method, feats, path, tmp_path / f"m{i}", seed=1, overrides=overrides, progress=False,
+                                select_on="dev")  # pa is label-free: its default selects on nothing
         runs.append((tmp_path / f"m{i}", history))
     (a, hist_a), (b, hist_b) = runs
     blob_a = torch.load(a / "model.pt", weights_only=True)["state"]
