@@ -5,7 +5,8 @@ and assembles ensemble s from seeds ``s * members .. s * members + members - 1``
 members that ``members=K`` with seed s trains; its threshold is then tuned on dev. For seeds
 0..N-1 it reports on val, mean +- std and spread (max - min) of:
 
-- one model (``members=1``, seed s), the ensemble (``members=K``, our default) and the paper preset;
+- one model (the change readout, ``members=1``, seed s), the ensemble (``members=K``: ``--preset
+  ensemble``) and the paper preset;
 - every single model trained (all ``N x K`` seeds): the spread one run of one model has;
 - the dev F1 of a single model at each change-score window (how the default window was chosen);
 - with ``--baselines`` (``parsing_runs.csv`` of parsing_table.py): in how many seeds the ensemble
@@ -45,7 +46,8 @@ def member(j, train, dev, work: Path, **cfg):
     path = work / f"{tag}_seed{j}.pt"
     if path.exists():
         return TP.from_state(torch.load(path, weights_only=True)), None
-    parser = get_parser("transparser", members=1, **cfg)
+    change = {} if tag == "paper" else {"boundaries": "change"}  # the readout of --preset ensemble
+    parser = get_parser("transparser", members=1, **change, **cfg)
     t = time.time()
     parser.fit(train, dev, FitOptions(seed=j, progress=False))
     torch.save(parser.state(), path)
@@ -109,8 +111,8 @@ def main():
         if seconds:
             print(f"  trained in {seconds:.0f} s", flush=True)
     for s in range(args.seeds):
-        record("one model (members=1)", s, singles[s])
-        record(f"ensemble (members={K}, default)", s, ensemble([singles[j] for j in range(s * K, s * K + K)], dev))
+        record("one model (change readout, members=1)", s, singles[s])
+        record(f"ensemble (members={K}, --preset ensemble)", s, ensemble([singles[j] for j in range(s * K, s * K + K)], dev))
         paper, _ = member(s, train, dev, work, preset="paper")
         record("paper preset", s, paper)
     runs = pd.DataFrame(rows)

@@ -87,19 +87,25 @@ def train(method, features, annotations, out_dir, modality, select_on, dev_fract
                            progress=True, num_workers=workers, select_on=select_on, dev_fraction=dev_fraction)
     import pandas as pd
 
-    df = pd.DataFrame(history).set_index("epoch")
+    df = pd.DataFrame(history)
+    # an ensemble's log repeats epochs (one run per member, then the ensemble's row): index by row
+    index = ["member", "epoch"] if "member" in df else ["epoch"]
     cols = [c for c in df.columns if c in ("loss", "val_f1_rel", "val_f1_abs", "val_gebd_f1_05", "val_prec_rel",
                                            "val_rec_rel")]
     if cols:  # a method without losses and without a selection split has nothing per epoch to show
-        echo_table(df[cols].rename(columns=lambda c: c.replace("val_", f"{select_on}_")))
+        shown = df.set_index(index)[cols]
+        echo_table(shown.rename(columns=lambda c: c.replace("val_", f"{select_on}_")))
     if "val_f1_rel" in df:
-        best = df.index[df["best"] == True][-1] if "best" in df else df["val_f1_rel"].idxmax()  # noqa: E712
-        click.echo(f"best epoch {best}: {select_on} {_scores(df.loc[best])}")
-        tuned = {c[6:]: df.loc[best, c] for c in df.columns if c.startswith("tuned_") and "val_" not in c}
+        pos = df.index[df["best"] == True][-1] if "best" in df else df["val_f1_rel"].idxmax()  # noqa: E712
+        row = df.loc[pos]
+        which = f"member {row['member']}, " if "member" in df and row["member"] != "ensemble" else ""
+        label = "ensemble" if "member" in df and row["member"] == "ensemble" else f"best epoch {which}{row['epoch']}"
+        click.echo(f"{label}: {select_on} {_scores(row)}")
+        tuned = {c[6:]: row[c] for c in df.columns if c.startswith("tuned_") and "val_" not in c and pd.notna(row[c])}
         if tuned:
             chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())
-            pre = "tuned_" if "tuned_val_f1_rel" in df else ""
-            click.echo(f"chosen on {select_on}: {chosen}: {select_on} {_scores(df.loc[best], pre)}")
+            pre = "tuned_" if pd.notna(row.get("tuned_val_f1_rel")) else ""
+            click.echo(f"chosen on {select_on}: {chosen}: {select_on} {_scores(row, pre)}")
     else:
         click.echo(f"no selection split (--select-on {select_on}): the last epoch and the first candidate of "
                    "every 'auto' option are kept")

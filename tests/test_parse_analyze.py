@@ -75,7 +75,7 @@ def trained(tmp_path_factory, cli):
     root = tmp_path_factory.mktemp("analyze")
     write_dataset(root / "s", n_instances=36, n_classes=4, seed=5, features=True, videos=True, progress=False)
     cli("tapos-parse", "train", "--method", "transparser", "--features", root / "s/features.h5", "--annotations",
-        root / "s/tapos_annotation.json", "--out", root / "tp", "--epochs", "3", "--set", "members=2")
+        root / "s/tapos_annotation.json", "--out", root / "tp", "--epochs", "3")
     return root
 
 

@@ -10,7 +10,7 @@ from tapos.data.synth import write_dataset
 from tapos.parse import FitOptions, get_parser, predict_dataset
 
 SMALL = {  # small models and few epochs; every other option is the method's default
-    "transparser": {"epochs": 6, "d_model": 64, "d_phi": 32, "d_ff": 128, "members": 2},
+    "transparser": {"epochs": 6, "d_model": 64, "d_phi": 32, "d_ff": 128},
     "kmeans": {"k": 16},
     "isba": {"epochs": 5, "k": 16, "hidden": 64},
     "ctm": {"epochs": 5, "hidden": 64},

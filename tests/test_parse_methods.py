@@ -10,7 +10,7 @@ from tapos.parse import PARSERS, FitOptions, get_parser, predict_dataset
 from tapos.parse.checkpoint import load_model, save_model
 
 QUICK = {  # small models and few epochs: the suite stays fast
-    "transparser": {"epochs": 16, "d_model": 64, "d_phi": 32, "d_ff": 128, "min_segment": 3, "members": 2},
+    "transparser": {"epochs": 16, "d_model": 64, "d_phi": 32, "d_ff": 128, "min_segment": 3},
     "kmeans": {"k": 16, "min_segment": 3},
     "isba": {"epochs": 8, "k": 16, "hidden": 64},
     "ctm": {"epochs": 8, "hidden": 64},

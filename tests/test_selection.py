@@ -46,7 +46,7 @@ def _random_val_boundaries(ann, path, seed=0):
 
 
 @pytest.mark.parametrize("method,overrides", [
-    ("transparser", {"epochs": 3, "d_model": 32, "d_phi": 16, "d_ff": 64, "patterns": 8, "members": 2}),  # epochs, threshold auto
+    ("transparser", {"epochs": 3, "d_model": 32, "d_phi": 16, "d_ff": 64, "patterns": 8}),  # epochs, min_segment auto
     ("pa", {"threshold": "auto"}),                                  # threshold auto (its default is fixed)
 ])
 def test_training_never_reads_val(synth_dir, tmp_path, method, overrides):

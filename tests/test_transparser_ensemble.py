@@ -8,7 +8,7 @@ import torch
 from tapos.data import FeatureDataset, TaposError, load_annotations
 from tapos.parse import PARSERS, FitOptions, get_parser
 
-TINY = {"epochs": 2, "d_model": 16, "d_phi": 8, "d_k": 8, "d_ff": 32, "patterns": 6}
+TINY = {"boundaries": "change", "epochs": 2, "d_model": 16, "d_phi": 8, "d_k": 8, "d_ff": 32, "patterns": 6}
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,5 @@ def test_argmax_readout_cannot_be_ensembled():
     with pytest.raises(TaposError, match="boundaries must be one of"):
         get_parser("transparser", boundaries="vote")
     assert get_parser("transparser", preset="paper").config["members"] == 1
+    ens = get_parser("transparser", preset="ensemble").config
+    assert ens["members"] == 5 and ens["boundaries"] == "change"
