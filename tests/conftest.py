@@ -146,3 +146,24 @@ def frame_clips(tmp_path_factory, make_video):
         instances.append(inst)
     save_annotations(instances, root / "ann.json")
     return root
+
+
+def with_random_boundaries(ann, path, subset: str, seed: int = 0):
+    """Write ``ann`` to ``path`` with every ``subset`` instance's boundaries replaced by 1-4 random
+    ones (a check that something never reads them); returns ``path``."""
+    import dataclasses
+
+    import numpy as np
+
+    from tapos.data import save_annotations
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for inst in ann.values():
+        if inst.subset == subset:
+            n = int(rng.integers(1, 5))
+            inner = np.sort(rng.choice(np.arange(1, inst.total_frames), size=n, replace=False)).tolist()
+            inst = dataclasses.replace(inst, substages=(0, *inner, inst.total_frames))
+        out.append(inst)
+    save_annotations(out, path)
+    return path

@@ -1,17 +1,17 @@
 """The label-free parsers (tsm, kcpd, and pa with its default threshold): they find planted
 boundaries on real HDF5 caches, read no boundary by default (random train boundaries give the
 same model), and the TSM score is the checkerboard kernel it claims to be."""
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from tapos.data import FeatureDataset, TaposError, load_annotations, save_annotations
+from tapos.data import FeatureDataset, TaposError, load_annotations
 from tapos.parse import PARSERS, FitOptions, get_parser, predict_dataset
 from tapos.parse.checkpoint import load_model, save_model
 from tapos.parse.tsm import checkerboard_score, kernel_weights, recursive_split, self_similarity
 
+from conftest import with_random_boundaries
 from test_parse_methods import chance_f1, tight_f1
 
 LABEL_FREE = ("tsm", "kcpd", "pa")
@@ -113,27 +113,13 @@ def test_kcpd_fixed_number_of_boundaries(data):
     assert parser.boundary_rows(parser.transform(val[0]["features"].numpy()[:7])).size == 0  # too short
 
 
-def _random_train_boundaries(ann, path, seed=0):
-    """The annotation file with every train instance's boundaries replaced by random ones."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for inst in ann.values():
-        if inst.subset == "train":
-            n = int(rng.integers(1, 5))
-            inner = np.sort(rng.choice(np.arange(1, inst.total_frames), size=n, replace=False)).tolist()
-            inst = dataclasses.replace(inst, substages=(0, *inner, inst.total_frames))
-        out.append(inst)
-    save_annotations(out, path)
-    return path
-
-
 @pytest.mark.parametrize("method", LABEL_FREE)
 def test_defaults_read_no_boundaries(synth_dir, tmp_path, method):
     from tapos.parse.run import predict, train
 
     feats, ann_path = synth_dir / "features.h5", synth_dir / "tapos_annotation.json"
     ann = load_annotations(ann_path)
-    other = _random_train_boundaries(ann, tmp_path / "random_train.json")
+    other = with_random_boundaries(ann, tmp_path / "random_train.json", "train")
     key = next(iter(ann.split("train")))
     assert load_annotations(other)[key].boundaries != ann[key].boundaries
     preds = []

@@ -10,6 +10,8 @@ from tapos.data import TaposError, load_annotations, save_annotations
 from tapos.data.annotations import Annotations
 from tapos.data.selection import carve_dev, selection
 
+from conftest import with_random_boundaries
+
 
 def test_dev_is_whole_videos_of_train_chosen_by_their_id(synth_dir):
     ann = load_annotations(synth_dir / "tapos_annotation.json")
@@ -31,20 +33,6 @@ def test_dev_is_whole_videos_of_train_chosen_by_their_id(synth_dir):
         carve_dev(one_video)
 
 
-def _random_val_boundaries(ann, path, seed=0):
-    """The annotation file with every val instance's boundaries replaced by random ones."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for inst in ann.values():
-        if inst.subset == "val":
-            n = int(rng.integers(1, 5))
-            inner = np.sort(rng.choice(np.arange(1, inst.total_frames), size=n, replace=False)).tolist()
-            inst = dataclasses.replace(inst, substages=(0, *inner, inst.total_frames))
-        out.append(inst)
-    save_annotations(out, path)
-    return path
-
-
 @pytest.mark.parametrize("method,overrides", [
     ("transparser", {"epochs": 3, "d_model": 32, "d_phi": 16, "d_ff": 64, "patterns": 8}),  # epochs, min_segment auto
     ("pa", {"threshold": "auto"}),                                  # threshold auto (its default is fixed)
@@ -54,7 +42,7 @@ def test_training_never_reads_val(synth_dir, tmp_path, method, overrides):
 
     feats, ann_path = synth_dir / "features.h5", synth_dir / "tapos_annotation.json"
     ann = load_annotations(ann_path)
-    other = _random_val_boundaries(ann, tmp_path / "random_val.json")
+    other = with_random_boundaries(ann, tmp_path / "random_val.json", "val")
     assert load_annotations(other)[next(iter(ann.split("val")))].boundaries != \
         ann[next(iter(ann.split("val")))].boundaries
     runs = []
