@@ -322,10 +322,11 @@ class TorchParser(Parser):
         """Normalized rows ``(T, D)`` as a tensor on the model's device."""
         return torch.from_numpy(np.ascontiguousarray(x)).to(next(self.model.parameters()).device)
 
-    def infer(self, x: np.ndarray):
-        """The model's output for normalized rows ``x (T, D)``, without gradients."""
+    def infer(self, x: np.ndarray, model: Optional[torch.nn.Module] = None):
+        """The output of the model (or of ``model``, on the same device) for normalized rows
+        ``x (T, D)``, without gradients."""
         with torch.inference_mode():
-            return self.model(self.as_input(x))
+            return (model or self.model)(self.as_input(x))
 
     def extra_state(self) -> dict:
         return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}

@@ -34,13 +34,12 @@ Where the paper is silent, our choices (all in ``DEFAULTS``):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dataclasses import replace
 
 from tapos.data.annotations import UNKNOWN_ACTION
 from tapos.data.errors import TaposError
@@ -218,7 +217,6 @@ class TransParser(LabellingParser, TorchParser):
             opts.on_epoch(row)
         return history
 
-
     def build_model(self) -> nn.Module:
         return TransParserNet(self.dim, self.num_classes, self.config)
 
@@ -280,8 +278,7 @@ class TransParser(LabellingParser, TorchParser):
         w = int(self.config["window"])
         scores = []
         for model in [self.model, *self.others]:
-            with torch.inference_mode():
-                att = model(self.as_input(x))[1].cpu().numpy()
+            att = self.infer(x, model)[1].cpu().numpy()
             before, after = window_means(att, w)
             s = 0.5 * np.abs(before - after).sum(1)
             s[0] = 0.0
