@@ -95,8 +95,8 @@ class Parser:
         return self.TUNABLE[key][0] if value == "auto" else value
 
     def tune(self, val) -> dict:
-        """Replace every ``"auto"`` option by the candidate with the best avg F1 on ``val``, the selection split (relative
-        thresholds); returns ``{option: (chosen, validation scores with it)}``."""
+        """Replace every ``"auto"`` option by the candidate with the best avg F1 on ``val``, the
+        selection split (relative thresholds); returns ``{option: (chosen, validation scores with it)}``."""
         chosen = {}
         for key, candidates in self.TUNABLE.items():
             if self.config.get(key) != "auto":

@@ -98,7 +98,8 @@ def train(method, features, annotations, out_dir, modality, select_on, dev_fract
     if "val_f1_rel" in df:
         pos = df.index[df["best"] == True][-1] if "best" in df else df["val_f1_rel"].idxmax()  # noqa: E712
         row = df.loc[pos]
-        label = "ensemble" if row.get("member") == "ensemble" else f"best epoch {row['epoch']}"  # an ensemble's best row is its own
+        # an ensemble's best row is always its own (the members' rows come before it)
+        label = "ensemble" if row.get("member") == "ensemble" else f"best epoch {row['epoch']}"
         click.echo(f"{label}: {select_on} {_scores(row)}")
         tuned = {c[6:]: row[c] for c in df.columns if c.startswith("tuned_") and "val_" not in c and pd.notna(row[c])}
         if tuned:
