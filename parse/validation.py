@@ -19,11 +19,12 @@ def predict_dataset(parser, dataset, progress: bool = False) -> dict:
     return out
 
 
-def validation_scores(parser, dataset) -> dict:
+def validation_scores(parser, dataset, preds=None) -> dict:
     """Both protocols: the paper's average F1, precision and recall over the relative and the
     absolute thresholds (``val_f1_rel`` ...), and the GEBD challenge's F1 at 0.05 and average
-    over 0.05..0.5 of the duration (``val_gebd_f1_05``, ``val_gebd_avg``)."""
-    preds = predict_dataset(parser, dataset)
+    over 0.05..0.5 of the duration (``val_gebd_f1_05``, ``val_gebd_avg``). ``preds``: the
+    parser's ``predict_dataset`` on ``dataset`` when already made."""
+    preds = predict_dataset(parser, dataset) if preds is None else preds
     instances = {inst.key: inst for inst in dataset.instances}
     res = evaluate_tapos(instances, preds)
     out = {}
