@@ -35,7 +35,6 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from seeds import ahead, header, mean_std, spread

@@ -12,13 +12,12 @@ never on val; the summary is mean +- std over seeds, with the seeds in which Tra
 """
 import argparse
 import json
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
+from seeds import ahead, header, mean_std
 from tapos.data import FeatureDataset, load_annotations
 from tapos.data.io import atomic_write_text
 from tapos.data.synth import write_dataset
@@ -37,7 +36,6 @@ def main():
     ap.add_argument("--tag", default="", help="suffix of the result files and model directories")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
-    command = "python benchmarks/pattern_recovery.py " + " ".join(sys.argv[1:])
     data = Path(args.data)
     if not (data / "features.h5").exists():
         write_dataset(data, seed=0, features=True, progress=False)  # the default dataset (as `make demo`)
@@ -61,20 +59,16 @@ def main():
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     cols = ["val F1 (rel)", "patterns used", "shared patterns", "planted", "recovered", "specific", "NMI"]
-    g = df.groupby("method", sort=False)[cols]
-    mean, std = g.mean(), g.std(ddof=0)
-    summary = pd.DataFrame({c: [f"{a:.3f} ± {b:.3f}" for a, b in zip(mean[c], std[c])] for c in cols}, index=mean.index)
+    summary = mean_std(df, "method", cols, digits=3)
     ours = next((m for m in summary.index if m.startswith("transparser")), None)
     if ours is not None:  # seeds in which TransParser is ahead, on recovered sub-actions and on NMI
         for c in ("recovered", "NMI"):
-            piv = df.pivot_table(index="seed", columns="method", values=c)
-            summary[f"TransParser ahead ({c})"] = [f"{int((piv[ours] > piv[m]).sum())}/{len(piv)}" if m != ours else "—"
-                                                   for m in summary.index]
+            won = ahead(df, "method", ours, c)
+            summary[f"TransParser ahead ({c})"] = [won.get(m, "—") for m in summary.index]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"pattern_recovery{args.tag}.csv", df.to_csv(index=False))
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = (f"<!-- written by: {command} ({when}) -->\n\n"
+    text = (f"{header('pattern_recovery.py')}\n\n"
             f"Mean ± std over {args.seeds} seeds (selected on dev, scored on val):\n\n{summary.to_markdown()}\n\n"
             f"Per run:\n\n{df.to_markdown(index=False, floatfmt='.3f')}\n")
     atomic_write_text(out / f"pattern_recovery{args.tag}.md", text)

@@ -19,22 +19,19 @@ Trained members are kept in ``--work`` (a rerun reuses them). Writes ``transpars
 (one row per configuration and seed) and ``transparser_stability.md`` (with the command).
 """
 import argparse
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from parsing_table import scores, summary  # noqa: E402  (the same scoring as Table 2)
-
-from tapos.data import FeatureDataset, load_annotations  # noqa: E402
-from tapos.data.io import atomic_write_text  # noqa: E402
-from tapos.data.selection import DEV_FRACTION, selection  # noqa: E402
-from tapos.data.synth import write_dataset  # noqa: E402
-from tapos.parse import PARSERS, FitOptions, get_parser, validation_scores  # noqa: E402
+from parsing_table import METRICS, score  # the same scoring as Table 2
+from seeds import ahead, header, mean_std, spread
+from tapos.data import FeatureDataset, load_annotations
+from tapos.data.io import atomic_write_text
+from tapos.data.selection import DEV_FRACTION, selection
+from tapos.data.synth import write_dataset
+from tapos.parse import PARSERS, FitOptions, get_parser, validation_scores
 
 WINDOWS = (3, 4, 5, 6)
 TP = PARSERS["transparser"]
@@ -55,13 +52,9 @@ def member(j, train, dev, work: Path, **cfg):
 
 
 def ensemble(members, dev):
-    """The ensemble ``members=len(members)`` trains: the first model plus the others, its threshold tuned on dev."""
-    first = members[0]
-    state = first.state()
-    state["config"] = {**first.config, "members": len(members), "threshold": "auto"}
-    parser = TP.from_state(state)
-    parser.others = [m.model for m in members[1:]]
-    parser.tune(dev)
+    """The ensemble ``--preset ensemble`` trains, from its members (as TransParser.fit assembles it)."""
+    parser = TP.from_state(members[0].state())
+    parser.assemble([m.model for m in members], get_parser("transparser", preset="ensemble", members=len(members)).config, dev)
     return parser
 
 
@@ -86,7 +79,6 @@ def main():
     ap.add_argument("--work", default="/tmp/tapos_stability")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
-    command = "python benchmarks/transparser_stability.py " + " ".join(sys.argv[1:])
     data, work, out = Path(args.data), Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,9 +92,9 @@ def main():
     rows, singles = [], {}
 
     def record(config, seed, parser, extra=None):
-        rows.append({"config": config, "seed": seed, **scores(parser, val), **(extra or {})})
+        rows.append({"config": config, "seed": seed, **score(parser, val)[0], **(extra or {})})
         print(f"{config:<34} seed {seed}: rel {rows[-1]['F1 (rel)']:.4f}", flush=True)
-        pd.DataFrame(rows).to_csv(out / "transparser_stability.csv", index=False)
+        atomic_write_text(out / "transparser_stability.csv", pd.DataFrame(rows).to_csv(index=False))
 
     K = args.members
     for j in range(args.seeds * K):
@@ -116,14 +108,12 @@ def main():
         paper, _ = member(s, train, dev, work, preset="paper")
         record("paper preset", s, paper)
     runs = pd.DataFrame(rows)
-    runs["table"] = "stability"
-    table = summary(runs, "stability")
-    spread = runs.groupby("config", sort=False)["F1 (rel)"].agg(lambda v: v.max() - v.min())
-    table.insert(0, "spread F1 (rel)", [f"{spread[c]:.4f}" for c in table.index])
+    table = mean_std(runs, "config", METRICS)
+    table.insert(0, "spread F1 (rel)", [f"{v:.4f}" for v in spread(runs, "config", "F1 (rel)").reindex(table.index)])
     every = runs[runs.config == "single model, every seed"]
     windows = every[[f"dev F1 (rel), window {w}" for w in WINDOWS]].agg(["mean", "std"]).T
     text = [
-        f"<!-- written by: {command} ({datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}) -->",
+        header("transparser_stability.py"),
         f"# TransParser over seeds ({len(train)} fit / {len(dev)} dev / {len(val)} val instances, {args.modality})",
         "",
         f"Val scores, mean ± std over seeds 0..{args.seeds - 1} (the single-model row: over all "
@@ -138,13 +128,13 @@ def main():
     ]
     if args.baselines:
         base = pd.read_csv(args.baselines)
-        base = base[base.table == "table2"].pivot_table(index="seed", columns="config", values="F1 (rel)")
-        ens = runs[runs.config.str.startswith("ensemble")].set_index("seed")["F1 (rel)"]
-        common = [s for s in ens.index if s in base.index]
-        ahead = {c: f"{int((ens[common] > base.loc[common, c]).sum())}/{len(common)}" for c in base.columns
-                 if not c.startswith("transparser")}
+        base = base[base.table == "table2"][["config", "seed", "F1 (rel)"]]
+        ens = runs[runs.config.str.startswith("ensemble")][["config", "seed", "F1 (rel)"]]
+        both = pd.concat([ens.assign(config="ensemble"), base[base.seed.isin(ens.seed)]])
+        ahead_of = {c: v for c, v in ahead(both, "config", "ensemble", "F1 (rel)").items()
+                    if not c.startswith("transparser")}
         text += [f"Ensemble ahead of each baseline of `{args.baselines}` (seeds): "
-                 + ", ".join(f"{c} {v}" for c, v in ahead.items()), ""]
+                 + ", ".join(f"{c} {v}" for c, v in ahead_of.items()), ""]
     atomic_write_text(out / "transparser_stability.md", "\n".join(text))
     print("\n".join(text))
 

@@ -18,13 +18,12 @@ Writes ``tsn_runs.csv`` (one row per scheme and seed) and ``tsn_table.md`` (with
 """
 import argparse
 import json
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
+from seeds import ahead, header, mean_std
 from tapos.data import FeatureDataset, load_annotations
 from tapos.data.io import atomic_write_text
 from tapos.data.selection import selection
@@ -81,18 +80,10 @@ def cached_boundaries(method, data, seed):
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """mean +- std over seeds per scheme, and in how many seeds each scheme is ahead of uniform."""
-    order = list(dict.fromkeys(runs.sampling))
-    g = runs.groupby("sampling", sort=False)
-    out = pd.DataFrame(index=order)
-    for col in METRICS:
-        mean, std = g[col].mean().loc[order], g[col].std(ddof=0).loc[order]
-        out[col] = [f"{a:.2f} ± {b:.2f}" if pd.notna(a) else "" for a, b in zip(mean, std)]
-    piv = runs.pivot_table(index="seed", columns="sampling", values="RGB+Flow Top-1")
-    out["ahead of uniform (seeds)"] = [f"{int((piv[c] > piv['uniform']).sum())}/{len(piv)}" if c != "uniform" else "—"
-                                      for c in order]
-    out["seeds"] = g.size().loc[order].values
-    out.index.name = "sampling"
+    """mean ± std over seeds per scheme, and in how many seeds each scheme is ahead of uniform."""
+    out = mean_std(runs, "sampling", METRICS, digits=2)
+    out.insert(len(METRICS), "ahead of uniform (seeds)",
+               ["—" if c == "uniform" else ahead(runs, "sampling", c, "RGB+Flow Top-1")["uniform"] for c in out.index])
     return out
 
 
@@ -107,7 +98,6 @@ def main():
     ap.add_argument("--parsers", nargs="*", default=PARSERS)
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
-    command = "python benchmarks/tsn_table.py " + " ".join(sys.argv[1:])
     data = Path(args.data)
     if not (data / "features.h5").exists():
         write_dataset(data, args.instances, args.classes, seed=11, features=True, progress=False, **DATA)
@@ -131,11 +121,10 @@ def main():
                 row[f"{name} Top-1"], row[f"{name} Avg. Acc."] = res[mod]["top1"], res[mod]["mean_class"]
             rows.append(row)
             print(f"seed {seed} {label:<22} RGB+Flow top-1 {row['RGB+Flow Top-1']:.2f}", flush=True)
-            pd.DataFrame(rows).to_csv(out / "tsn_runs.csv", index=False)  # a crash keeps the runs made
+            atomic_write_text(out / "tsn_runs.csv", pd.DataFrame(rows).to_csv(index=False))  # a crash keeps the runs made
     table = summary(pd.DataFrame(rows))
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n".join([
-        f"<!-- written by: {command} ({when}) -->",
+        header("tsn_table.py"),
         f"# Tables 1 and 4 on the synthetic TSN benchmark (K = {args.segments}, val, seeds 0..{args.seeds - 1})",
         "",
         "Each seed trains every parser (epochs and options chosen on dev, carved from train) and every TSN;",

@@ -206,9 +206,8 @@ class TransParser(LabellingParser, TorchParser):
                     opts.on_epoch(row)
             history += super().fit(train, val, replace(opts, seed=opts.seed * n + i, on_epoch=tag))
             models.append(self.model)
-        self.config, self.model, self.others = config, models[0], models[1:]
         row = {"epoch": history[-1]["epoch"], "member": "ensemble", "best": True}
-        for key, (value, scores) in self.tune(val).items():
+        for key, (value, scores) in self.assemble(models, config, val).items():
             row.update({f"tuned_{key}": value, **{f"tuned_{k}": v for k, v in scores.items()}})
         if val is not None:
             row.update(validation_scores(self, val))  # the ensemble's own scores on the selection split
@@ -216,6 +215,14 @@ class TransParser(LabellingParser, TorchParser):
         if opts.on_epoch:
             opts.on_epoch(row)
         return history
+
+    def assemble(self, models: list, config: dict, val=None) -> dict:
+        """Make this parser the ensemble of ``models`` (trained members; the first becomes
+        ``self.model``) with ``config`` as given before training: its "auto" options are tuned once,
+        on the ensemble, with ``val`` (the selection split). Returns :meth:`tune`'s choices."""
+        self.config = {**config, "members": len(models)}
+        self.model, self.others = models[0], list(models[1:])
+        return self.tune(val)
 
     def build_model(self) -> nn.Module:
         return TransParserNet(self.dim, self.num_classes, self.config)
