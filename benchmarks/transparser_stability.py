@@ -9,6 +9,9 @@ members that ``members=K`` with seed s trains; its threshold is then tuned on de
   ensemble``) and the paper preset;
 - every single model trained (all ``N x K`` seeds): the spread one run of one model has;
 - the dev F1 of a single model at each change-score window (how the default window was chosen);
+- the change readout's threshold rule: absolute (the default: a peak reaches ``threshold``) or
+  relative to the instance (a peak reaches ``threshold`` x the instance's highest score), each
+  threshold chosen on dev, for every single model and every ensemble (why the rule is absolute);
 - with ``--baselines`` (``parsing_runs.csv`` of parsing_table.py): in how many seeds the ensemble
   is ahead of each baseline (relative avg F1, seed s against seed s).
 
@@ -30,8 +33,10 @@ from seeds import ahead, header, mean_std, spread
 from tapos.data import FeatureDataset, load_annotations
 from tapos.data.io import atomic_write_text
 from tapos.data.selection import DEV_FRACTION, selection
+from tapos.data.clock import row_boundary_frames
 from tapos.data.synth import write_dataset
 from tapos.parse import PARSERS, FitOptions, get_parser, validation_scores
+from tapos.parse.segments import pick_peaks
 
 WINDOWS = (3, 4, 5, 6)
 TP = PARSERS["transparser"]
@@ -58,6 +63,32 @@ def ensemble(members, dev):
     return parser
 
 
+RULES = {"absolute": lambda s, t: t, "relative to the instance's highest score": lambda s, t: t * s.max()}
+
+
+def threshold_rules(parser, dev, val) -> list:
+    """Val scores of the change readout under each rule of RULES, its threshold chosen on dev
+    among TransParser's candidates (the scores are computed once per instance)."""
+    def scores_of(ds):
+        out = {}
+        for i in range(len(ds)):
+            item = ds[i]
+            out[item["key"]] = (parser.change_score(parser.transform(item["features"].numpy())), item["frames"].numpy())
+        return out
+
+    def preds(cached, rule, t):
+        w = int(parser.config["window"])
+        return {k: row_boundary_frames(pick_peaks(s, RULES[rule](s, t), w), fr) for k, (s, fr) in cached.items()}
+
+    on_dev, on_val, rows = scores_of(dev), scores_of(val), []
+    for rule in RULES:
+        best = max(TP.TUNABLE["threshold"], key=lambda t: validation_scores(parser, dev, preds(on_dev, rule, t))["val_f1_rel"])
+        sc = validation_scores(parser, val, preds(on_val, rule, best))
+        rows.append({"rule": rule, "threshold": best, "F1 (rel)": sc["val_f1_rel"], "F1 (abs)": sc["val_f1_abs"],
+                     "GEBD F1@0.05": sc["val_gebd_f1_05"]})
+    return rows
+
+
 def window_dev(parser, dev) -> dict:
     """Dev F1 (rel) of ``parser`` at each window, its threshold tuned on dev for each."""
     out, saved = {}, dict(parser.config)
@@ -67,6 +98,13 @@ def window_dev(parser, dev) -> dict:
         out[f"dev F1 (rel), window {w}"] = validation_scores(parser, dev)["val_f1_rel"]
     parser.config = saved
     return out
+
+
+def rule_table(rules: pd.DataFrame) -> pd.DataFrame:
+    rules = rules.assign(config=rules.models + ", " + rules.rule)
+    table = mean_std(rules, "config", ["F1 (rel)", "F1 (abs)", "GEBD F1@0.05"])
+    table.insert(0, "spread F1 (rel)", [f"{v:.4f}" for v in spread(rules, "config", "F1 (rel)").reindex(table.index)])
+    return table
 
 
 def main():
@@ -89,7 +127,7 @@ def main():
     train = FeatureDataset(data / "features.h5", sel.fit, "all", args.modality)
     dev = FeatureDataset(data / "features.h5", sel.select, "all", args.modality)
     val = FeatureDataset(data / "features.h5", ann, "val", args.modality)
-    rows, singles = [], {}
+    rows, singles, rules = [], {}, []
 
     def record(config, seed, parser, extra=None):
         rows.append({"config": config, "seed": seed, **score(parser, val)[0], **(extra or {})})
@@ -100,11 +138,14 @@ def main():
     for j in range(args.seeds * K):
         singles[j], seconds = member(j, train, dev, work)
         record("single model, every seed", j, singles[j], window_dev(singles[j], dev))
+        rules += [{"models": "single model, every seed", "seed": j, **r} for r in threshold_rules(singles[j], dev, val)]
         if seconds:
             print(f"  trained in {seconds:.0f} s", flush=True)
     for s in range(args.seeds):
         record("one model (change readout, members=1)", s, singles[s])
-        record(f"ensemble (members={K}, --preset ensemble)", s, ensemble([singles[j] for j in range(s * K, s * K + K)], dev))
+        ens = ensemble([singles[j] for j in range(s * K, s * K + K)], dev)
+        record(f"ensemble (members={K}, --preset ensemble)", s, ens)
+        rules += [{"models": f"ensemble (members={K})", "seed": s, **r} for r in threshold_rules(ens, dev, val)]
         paper, _ = member(s, train, dev, work, preset="paper")
         record("paper preset", s, paper)
     runs = pd.DataFrame(rows)
@@ -124,6 +165,10 @@ def main():
         "Dev F1 (rel) of one model at each change-score window (threshold tuned on dev), over every seed:",
         "",
         windows.to_markdown(floatfmt=".4f"),
+        "",
+        "The change readout's threshold rule (threshold chosen on dev for each; val scores):",
+        "",
+        rule_table(pd.DataFrame(rules)).to_markdown(),
         "",
     ]
     if args.baselines:
