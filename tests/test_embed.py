@@ -161,3 +161,17 @@ def test_explicit_dev_selection_tunes_the_readout(synth_dir, tmp_path):
     assert config["selection"]["select_on"] == "dev" and any("tuned_penalty_scale" in r for r in history)
     assert config["config"]["penalty_scale"] in get_parser("embed").TUNABLE["penalty_scale"]
     assert "val_f1_rel" in history[0]
+
+
+def test_cli_train_and_show(synth_dir, tmp_path, cli):
+    feats, ann = synth_dir / "features.h5", synth_dir / "tapos_annotation.json"
+    proc = cli("tapos-parse", "train", "--method", "embed", "--features", feats, "--annotations", ann, "--out",
+               tmp_path / "m", "--epochs", "2", "--set", "use_class=true", "--set", "hidden=32")
+    assert "no selection split (--select-on none)" in proc.stdout
+    config = json.loads((tmp_path / "m/config.json").read_text())
+    assert config["method"] == "embed" and config["config"]["use_class"] is True
+    cli("tapos-parse", "show", "--model", tmp_path / "m", "--features", feats, "--annotations", ann, "--out",
+        tmp_path / "show.png")
+    assert (tmp_path / "show.png").stat().st_size > 0
+    listing = cli("tapos-parse", "methods").stdout  # (predict: test_label_free.test_defaults_read_no_boundaries)
+    assert "embed (supervision: none; class labels with use_class=true)" in listing
