@@ -55,6 +55,9 @@ class Parser:
     # label-free; its selection default is --select-on none, see tapos.parse.run), "class labels"
     # or "boundaries" (any use of the sub-action boundaries, their number included).
     supervision = "boundaries"
+    # Options that make the method read more than ``supervision`` says when set to true, with what
+    # they read: {"use_class": "class labels"} (tapos-parse methods lists them after the supervision)
+    SUPERVISION_OPTIONS: dict = {}
     DEFAULTS: dict = {}
     # Post-processing options that may be "auto": chosen on the selection split (the ``val``
     # argument of fit: dev by default, see tapos.data.selection) after fitting, among these

@@ -261,7 +261,8 @@ def methods():
         cls = PARSERS[name]
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().replace("\n", " ")
         doc = doc.split(": ")[0].split(". ")[0]
-        click.echo(f"{name} (supervision: {cls.supervision}): {doc}")
+        more = "".join(f"; {what} with {key}=true" for key, what in cls.SUPERVISION_OPTIONS.items())
+        click.echo(f"{name} (supervision: {cls.supervision}{more}): {doc}")
         for k, v in cls.DEFAULTS.items():
             click.echo(f"    {k} = {json.dumps(v)}")
         for preset, values in cls.PRESETS.items():

@@ -56,7 +56,7 @@ def test_extract_on_gpu_matches_cpu(tmp_path, video_dir, cli):
                 assert cosine_rows(a.read(k, m), b.read(k, m)).min() >= 0.995, (k, m)
 
 
-@pytest.mark.parametrize("method", ["transparser", "tcn", "ctm", "isba"])
+@pytest.mark.parametrize("method", ["transparser", "tcn", "ctm", "isba", "embed"])
 def test_parser_trained_on_gpu_predicts_on_cpu(method, synth_dir, tmp_path, cli):
     ann, feats = synth_dir / "tapos_annotation.json", synth_dir / "features.h5"
     out = tmp_path / method

@@ -1,4 +1,4 @@
-"""The label-free parsers (tsm, kcpd, and pa with its default threshold): they find planted
+"""The label-free parsers (tsm, kcpd, embed, and pa with its default threshold): they find planted
 boundaries on real HDF5 caches, read no boundary by default (random train boundaries give the
 same model), and the TSM score is the checkerboard kernel it claims to be."""
 import json
@@ -14,7 +14,7 @@ from tapos.parse.tsm import checkerboard_score, kernel_weights, recursive_split,
 from conftest import with_random_boundaries
 from test_parse_methods import chance_f1, tight_f1
 
-LABEL_FREE = ("tsm", "kcpd", "pa")
+LABEL_FREE = ("tsm", "kcpd", "pa", "embed")
 
 
 @pytest.fixture(scope="module")

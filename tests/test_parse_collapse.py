@@ -16,6 +16,9 @@ SMALL = {  # small models and few epochs; every other option is the method's def
     "ctm": {"epochs": 5, "hidden": 64},
     "tcn": {"epochs": 5, "hidden": 64},
     "pa": {},
+    "tsm": {},
+    "kcpd": {},
+    "embed": {"epochs": 8, "hidden": 64},
 }
 
 # generator settings far from the defaults: other feature widths, lengths, frame rates, counts, noise

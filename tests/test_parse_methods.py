@@ -18,6 +18,7 @@ QUICK = {  # small models and few epochs: the suite stays fast
     "pa": {},
     "tsm": {},
     "kcpd": {},
+    "embed": {"epochs": 8, "hidden": 64},
 }
 
 
