@@ -50,6 +50,18 @@ def one(method: str, data: Path, max_train: int) -> dict:
             "instances_per_s": len(train) / seconds, "peak_rss_gb": rss_gb}
 
 
+def children(methods, *flags):
+    """Yield each method's JSON line from its own child process, run with this script's ``flags``
+    (``{method}`` in a flag is the method); a failed child prints its error and is left out."""
+    for method in methods:
+        cmd = [sys.executable, __file__, *(f.format(method=method) for f in flags)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{method}: failed\n{proc.stderr[-2000:]}")
+            continue
+        yield json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def one_predict(method: str, data: Path) -> dict:
     """Runs in a child process: ``method``'s boundaries for every instance; prints a JSON line."""
     from tapos.data import FeatureDataset, load_annotations
@@ -83,15 +95,9 @@ def predict_main(args) -> None:
                       progress=False)
         print(f"generated {data} in {time.time() - t:.0f} s")
     rows = []
-    for method in args.methods or PREDICT_METHODS:
-        cmd = [sys.executable, __file__, "--data", str(data), "--one-predict", method]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"{method}: failed\n{proc.stderr[-2000:]}")
-            continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        r = rows[-1]
-        print(f"{method:<8} {r['instances']} inst  {r['instances_per_s']:.1f} inst/s  "
+    for r in children(args.methods or PREDICT_METHODS, "--data", str(data), "--one-predict", "{method}"):
+        rows.append(r)
+        print(f"{r['method']:<8} {r['instances']} inst  {r['instances_per_s']:.1f} inst/s  "
               f"{r['seconds'] / 60:.2f} min  peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
     text = [header("parse_scale.py"), "",
             f"Parsing {rows[0]['instances'] if rows else 0} val instances (about 300 rows, 2,048-d float16) on "
@@ -139,15 +145,9 @@ def main():
         print(f"generated {data} in {time.time() - t:.0f} s")
     size = (data / "features.h5").stat().st_size / 1024 ** 3
     rows = []
-    for method in args.methods:
-        cmd = [sys.executable, __file__, "--data", str(data), "--one", method, "--max-train", str(args.max_train)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"{method}: failed\n{proc.stderr[-2000:]}")
-            continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        r = rows[-1]
-        print(f"{method:<12} {r['instances']:>6} inst  {r['instances_per_s']:8.1f} inst/s  "  # pa: no training
+    for r in children(args.methods, "--data", str(data), "--one", "{method}", "--max-train", str(args.max_train)):
+        rows.append(r)
+        print(f"{r['method']:<12} {r['instances']:>6} inst  {r['instances_per_s']:8.1f} inst/s  "  # pa: no training
               f"peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
     print(f"\ncache: {size:.1f} GB on disk ({args.dim * 2}-d float16)")
     print("| method | train instances | instances/s (1 epoch) | peak RSS (GB) |")

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from tapos.data import FeatureDataset, TaposError, load_annotations, save_annotations
-from tapos.parse import FitOptions, get_parser, predict_dataset
+from tapos.parse import FitOptions, get_parser
 from tapos.parse.checkpoint import load_model, save_model
 from tapos.parse.embed import info_nce, padded, sample_pairs, sinkhorn
 
 from conftest import with_random_boundaries
-from test_parse_methods import chance_f1, tight_f1
+from test_label_free import assert_parses
 
 FAST = {"epochs": 4, "hidden": 32, "dim": 16, "anchors": 16}  # seconds, not minutes
 
@@ -32,13 +32,7 @@ def test_finds_planted_boundaries(options, data):
     parser = get_parser("embed", **FAST, **options)
     history = parser.fit(train, None, FitOptions(seed=0, progress=False))
     assert len(history) == FAST["epochs"] and all(np.isfinite(r["loss"]) for r in history)
-    preds = predict_dataset(parser, val)
-    instances = {i.key: i for i in val.instances}
-    f1, chance = tight_f1(instances, preds), chance_f1(instances, preds)
-    assert f1 > 1.5 * chance and f1 > chance + 0.1, f"embed {options}: F1@2 frames {f1:.3f} vs chance {chance:.3f}"
-    n_pred = np.mean([len(v) for v in preds.values()])
-    n_true = np.mean([len(i.boundaries) for i in val.instances])
-    assert 0.5 * n_true < n_pred < 2 * n_true
+    assert_parses(parser, val, f"embed {options}", ratio=1.5, margin=0.1)
 
 
 def train_twice(synth_dir, tmp_path, annotation_files, overrides):
