@@ -281,6 +281,9 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         item = ds[i]
         x = item["features"].numpy()
         resp = parser.patterns(x)
+        if resp is None:  # a method whose patterns depend on its options (embed: objective=codes)
+            raise TaposError(f"{model_dir}: this {parser.name} model learns no sub-action patterns "
+                             f"(its options: {parser.config})")
         m = resp.shape[1]
         raw = resp.argmax(1)
         raw_labels.append(raw)

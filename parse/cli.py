@@ -17,6 +17,7 @@ from tapos.data.version import __version__
 from tapos.extract import FLOW_METHODS
 
 from .analyze import DEFAULTS as ANALYSIS
+from .analyze import methods_with_patterns
 from .registry import PARSERS
 from .run import RUN_DEFAULTS, default_select_on
 
@@ -154,7 +155,8 @@ def predict(model_dir, features, annotations, split, out, fmt, seconds):
 
 @main.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
-              help="A directory written by tapos-parse train (transparser, kmeans or isba).")
+              help="A directory written by tapos-parse train (a method with patterns: "
+              f"{', '.join(methods_with_patterns())}).")
 @click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,

@@ -238,3 +238,24 @@ class EmbedParser(TorchParser):
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
         return self.readout().boundary_rows(self.embed(x))
+
+    # --- analysis: with objective=codes the codes are the learned sub-action patterns ---------
+    def patterns(self, features: np.ndarray) -> Optional[np.ndarray]:
+        """Each row's code distribution ``(T, codes)`` (objective codes), None with contrast,
+        whose embedding has no patterns."""
+        if self.config["objective"] != "codes":
+            return None
+        return self.embed(self.transform(features))
+
+    def pattern_labels(self, features: np.ndarray, responses: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """Each predicted segment labelled with the argmax of its mean code distribution: the
+        labels change only at the readout's boundaries (a row's own argmax flickers inside a
+        segment, and the readout never looks at it)."""
+        resp = self.patterns(features) if responses is None else responses
+        if resp is None:
+            return None
+        cuts = [0, *self.readout().boundary_rows(resp).tolist(), len(resp)]
+        labels = np.empty(len(resp), dtype=np.int64)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            labels[a:b] = resp[a:b].mean(0).argmax()
+        return labels

@@ -157,6 +157,34 @@ def test_explicit_dev_selection_tunes_the_readout(synth_dir, tmp_path):
     assert "val_f1_rel" in history[0]
 
 
+def test_codes_are_patterns_for_analyze(data, synth_dir, tmp_path):
+    """With objective=codes each row's code distribution is its pattern response, and the pattern
+    labels change exactly at the readout's boundaries; contrast has no patterns to analyse."""
+    from tapos.parse.analyze import analyze
+
+    train, val = data
+    parser = get_parser("embed", **FAST)
+    parser.fit(train, None, FitOptions(progress=False))
+    x = val[0]["features"].numpy()
+    resp = parser.patterns(x)
+    assert resp.shape == (len(x), parser.config["codes"]) and np.allclose(resp.sum(1), 1, atol=1e-5)
+    labels = parser.pattern_labels(x, resp)
+    changes = (np.flatnonzero(np.diff(labels)) + 1).tolist()
+    assert set(changes) <= set(parser.boundary_rows(parser.transform(x)).tolist())
+    save_model(parser, tmp_path / "codes", "rgb+flow")
+    a = analyze(tmp_path / "codes", synth_dir / "features.h5", synth_dir / "tapos_annotation.json", progress=False,
+                truth=synth_dir / "synth_truth.json")
+    assert 2 <= a.patterns_used <= parser.config["codes"], a.patterns_used
+    assert a.recovery["recovered"] >= 1, a.recovery  # a planted shared sub-action found as one shared code
+    contrast = get_parser("embed", **{**FAST, "epochs": 1, "objective": "contrast"})
+    contrast.fit(train, None, FitOptions(progress=False))
+    assert contrast.patterns(x) is None and contrast.pattern_labels(x) is None
+    save_model(contrast, tmp_path / "contrast", "rgb+flow")
+    with pytest.raises(TaposError, match="learns no sub-action patterns"):
+        analyze(tmp_path / "contrast", synth_dir / "features.h5", synth_dir / "tapos_annotation.json",
+                progress=False)
+
+
 def test_cli_train_and_show(synth_dir, tmp_path, cli):
     feats, ann = synth_dir / "features.h5", synth_dir / "tapos_annotation.json"
     proc = cli("tapos-parse", "train", "--method", "embed", "--features", feats, "--annotations", ann, "--out",

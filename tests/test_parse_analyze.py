@@ -224,6 +224,26 @@ def test_video_parses_a_clip_like_the_cache_it_was_trained_on(extracted, cli, tm
     assert json.loads((tmp_path / "o/boundaries.json").read_text())["extraction"]["fps"] == 2.0
 
 
+@pytest.mark.parametrize("method,options", [("tsm", ["--set", "kernel=4"]), ("kcpd", []),
+                                            ("embed", ["--epochs", "2", "--set", "hidden=16", "--set", "dim=8"])])
+def test_video_with_a_label_free_parser(method, options, extracted, cli, tmp_path):
+    """The label-free parsers parse your own video as they parse the cache (embed's codes drawn
+    on the timeline as its patterns)."""
+    from tapos.data import load_annotations
+
+    s = extracted / "s"
+    cli("tapos-parse", "train", "--method", method, "--features", extracted / "ext.h5", "--annotations",
+        s / "tapos_annotation.json", "--out", tmp_path / "m", *options)
+    key = next(iter(load_annotations(s / "tapos_annotation.json").split("val")))
+    cli("tapos-parse", "video", s / "videos" / f"{key}.mp4", "--model", tmp_path / "m", "--out", tmp_path / "o")
+    res = json.loads((tmp_path / "o/boundaries.json").read_text())
+    cli("tapos-parse", "predict", "--model", tmp_path / "m", "--features", extracted / "ext.h5", "--out",
+        tmp_path / "p.json", "--seconds")
+    want = json.loads((tmp_path / "p.json").read_text())[key]
+    assert res["method"] == method and np.allclose(res["boundaries_seconds"], want, atol=1e-6)
+    assert (tmp_path / "o/timeline.png").stat().st_size > 0
+
+
 def test_video_errors(extracted, trained, cli, tmp_path, make_video):
     s = extracted / "s"
     clip = next((s / "videos").glob("*.mp4"))

@@ -63,6 +63,23 @@ def test_parsed_boundaries_drive_the_snippets(tmp_path):
         train(feats, ann, "uniform", "rgb", progress=False, overrides={"lr_decay": 1})
 
 
+def test_a_label_free_parser_drives_the_snippets(tmp_path, cli):
+    """kcpd, trained on no boundary, finds the short telling sub-action; its predicted boundaries
+    (tapos-parse predict --split all) make parsed snippets land in it, where uniform ones do not."""
+    feats, ann, _ = write_toy(tmp_path)
+    cli("tapos-parse", "train", "--method", "kcpd", "--features", feats, "--annotations", ann, "--out",
+        tmp_path / "kcpd")
+    cli("tapos-parse", "predict", "--model", tmp_path / "kcpd", "--features", feats, "--annotations", ann,
+        "--split", "all", "--out", tmp_path / "kcpd.json")
+    fast = [a for k, v in FAST.items() for a in ("--set", f"{k}={v}")]
+    for sampling, extra in (("parsed", ["--boundaries", tmp_path / "kcpd.json"]), ("uniform", [])):
+        cli("tapos-tsn", "--features", feats, "--annotations", ann, "--sampling", sampling, *extra, "--modality",
+            "rgb", "--out", tmp_path / sampling, "--no-progress", *fast)
+    top1 = {s: json.loads((tmp_path / s / "results.json").read_text())["results"]["rgb"]["top1"]
+            for s in ("parsed", "uniform")}
+    assert top1["parsed"] == 100.0 and top1["uniform"] < 70.0, top1
+
+
 def test_accuracy_and_fusion_by_hand():
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
     labels = np.array([0, 1, 1, 1])
