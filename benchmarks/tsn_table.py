@@ -10,7 +10,8 @@ the feature TSN with each sampling scheme over several seeds and prints
 
 as mean +- std over seeds of top-1 and mean class accuracy ("Avg. Acc."), RGB and RGB+Flow, with
 the number of seeds in which each scheme is ahead of uniform sampling. Each seed trains the
-parsers (selected on dev, never on val) and the TSNs anew; the parsers' own val F1 is a column.
+parsers (supervised ones selected on dev, label-free ones reading no boundary; never on val) and
+the TSNs anew; the parsers' own val F1 is a column.
 
     python benchmarks/tsn_table.py [--data /tmp/tapos_tsn_bench_v2] [--seeds 5] [--segments 3]
 
@@ -21,6 +22,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from seeds import ahead, header, mean_std
@@ -29,7 +31,9 @@ from tapos.data.io import atomic_write_text
 from tapos.data.selection import selection
 from tapos.data.synth import write_dataset
 from tapos.parse import FitOptions, get_parser, predict_dataset, validation_scores
+from tapos.parse.run import default_select_on
 from tapos.tsn import train
+from tapos.tsn.data import SnippetDataset
 
 # The synthetic setting (documented in README): every class is 2-3 sub-actions drawn from the same
 # 3 shared prototypes plus one brief sub-action of its own (15% of the duration); no class-wide
@@ -41,9 +45,9 @@ from tapos.tsn import train
 DATA = {"background": 0.0, "min_subactions": 2, "max_subactions": 3, "pool": 3, "count_jitter": 0.0,
         "signature_subactions": 1, "signature_share": 0.15, "view_changes": 0.5, "transition": 1.0,
         "drift_in_segment": 1.0, "val_fraction": 0.3}
-PARSERS = ["transparser", "isba", "ctm", "tcn"]
+PARSERS = ["transparser", "isba", "ctm", "tcn", "pa", "kcpd", "embed"]
 METRICS = ["RGB Top-1", "RGB Avg. Acc.", "RGB+Flow Top-1", "RGB+Flow Avg. Acc.", "parser val F1 (rel)",
-           "parser val GEBD F1@0.05"]
+           "parser val GEBD F1@0.05", "boundaries / instance", "signature seen (%)"]
 
 
 def check_data(data):
@@ -55,18 +59,20 @@ def check_data(data):
 
 
 def boundaries(method, data, seed):
-    """Boundaries of every instance from ``method`` fitted on train minus dev (epochs and "auto"
-    options chosen on dev, as ``tapos-parse train`` does), and the parser's own scores on val."""
+    """Boundaries of every instance from ``method`` fitted as ``tapos-parse train`` fits it by
+    default (a supervised method: on train minus dev, epochs and "auto" options chosen on dev; a
+    label-free one: on all of train, reading no boundary), and the parser's own scores on val."""
     ann = load_annotations(data / "tapos_annotation.json")
-    sel = selection(ann, "dev")
+    sel = selection(ann, default_select_on(method))
     fit_set = FeatureDataset(data / "features.h5", sel.fit, "all", "rgb+flow")
-    dev = FeatureDataset(data / "features.h5", sel.select, "all", "rgb+flow")
+    dev = FeatureDataset(data / "features.h5", sel.select, "all", "rgb+flow") if sel.select is not None else None
     va = FeatureDataset(data / "features.h5", ann, "val", "rgb+flow")
     parser = get_parser(method)
     parser.fit(fit_set, dev, FitOptions(seed=seed, progress=False))
     preds = {}
     for ds in (fit_set, dev, va):
-        preds.update({k: [float(b) for b in v] for k, v in predict_dataset(parser, ds).items()})
+        if ds is not None:
+            preds.update({k: [float(b) for b in v] for k, v in predict_dataset(parser, ds).items()})
     return {"boundaries": preds, "val": validation_scores(parser, va)}
 
 
@@ -77,6 +83,26 @@ def cached_boundaries(method, data, seed):
         atomic_write_text(path, json.dumps(boundaries(method, data, seed)))
         print(f"{method} seed {seed}: boundaries in {time.time() - t:.0f} s", flush=True)
     return json.loads(path.read_text())
+
+
+def snippet_stats(data, sampling, bounds, segments):
+    """Over the val instances: the mean number of boundaries the scheme's snippets follow, and the
+    share of instances where a test snippet lands in the class's signature sub-action (the only
+    one that tells the class apart; from ``synth_truth.json``, prototypes beyond the shared pool)."""
+    truth = json.loads((data / "synth_truth.json").read_text())
+    pool = truth["config"]["pool"]
+    feats, ann = data / "features.h5", data / "tapos_annotation.json"
+    scheme = SnippetDataset(feats, ann, "val", "rgb", sampling, segments, train=False, boundaries=bounds)
+    annotated = SnippetDataset(feats, ann, "val", "rgb", "aligned", segments, train=False)
+    n_bounds, seen = [], []
+    for i, inst in enumerate(scheme.base.instances):
+        rows, cuts = annotated._layout(i)
+        edges = [0, *cuts, rows]
+        j = next(j for j, proto in enumerate(truth["segments"][inst.key]) if proto >= pool)
+        snippets = scheme.snippet_rows(i)
+        seen.append(bool(((snippets >= edges[j]) & (snippets < edges[j + 1])).any()))
+        n_bounds.append(0 if sampling == "uniform" else len(scheme._layout(i)[1]))
+    return {"boundaries / instance": float(np.mean(n_bounds)), "signature seen (%)": 100 * float(np.mean(seen))}
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +142,7 @@ def main():
         for label, (sampling, bounds, extra) in schemes.items():
             res = train(data / "features.h5", data / "tapos_annotation.json", sampling, "rgb+flow", boundaries=bounds,
                         seed=seed, progress=False, overrides={"segments": args.segments, "epochs": args.epochs})
-            row = {"sampling": label, "seed": seed, **extra}
+            row = {"sampling": label, "seed": seed, **extra, **snippet_stats(data, sampling, bounds, args.segments)}
             for mod, name in (("rgb", "RGB"), ("rgb+flow", "RGB+Flow")):
                 row[f"{name} Top-1"], row[f"{name} Avg. Acc."] = res[mod]["top1"], res[mod]["mean_class"]
             rows.append(row)
@@ -127,9 +153,12 @@ def main():
         header("tsn_table.py"),
         f"# Tables 1 and 4 on the synthetic TSN benchmark (K = {args.segments}, val, seeds 0..{args.seeds - 1})",
         "",
-        "Each seed trains every parser (epochs and options chosen on dev, carved from train) and every TSN;",
+        "Each seed trains every parser as `tapos-parse train` does by default (supervised: epochs and options",
+        "chosen on dev, carved from train; label-free (pa, kcpd, embed): on train, no boundary read) and every TSN;",
         "mean ± std over seeds, in percent. \"ahead of uniform\": seeds in which the scheme's RGB+Flow top-1 is",
-        "above uniform sampling's. The parser columns are the parser's own boundary scores on val.",
+        "above uniform sampling's. The parser columns are the parser's own boundary scores on val;",
+        "\"boundaries / instance\": the boundaries the snippets follow (val; annotated for aligned);",
+        "\"signature seen\": val instances in which a test snippet lands in the class's own brief sub-action.",
         "",
         table.to_markdown(),
         "",
