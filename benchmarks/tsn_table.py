@@ -91,7 +91,7 @@ def snippet_stats(data, sampling, bounds, segments):
     one that tells the class apart; from ``synth_truth.json``, prototypes beyond the shared pool)."""
     truth = json.loads((data / "synth_truth.json").read_text())
     pool = truth["config"]["pool"]
-    feats, ann = data / "features.h5", data / "tapos_annotation.json"
+    feats, ann = data / "features.h5", load_annotations(data / "tapos_annotation.json")
     scheme = SnippetDataset(feats, ann, "val", "rgb", sampling, segments, train=False, boundaries=bounds)
     annotated = SnippetDataset(feats, ann, "val", "rgb", "aligned", segments, train=False)
     n_bounds, seen = [], []
