@@ -13,7 +13,7 @@ the number of seeds in which each scheme is ahead of uniform sampling. Each seed
 parsers (supervised ones selected on dev, label-free ones reading no boundary; never on val) and
 the TSNs anew; the parsers' own val F1 is a column.
 
-    python benchmarks/tsn_table.py [--data /tmp/tapos_tsn_bench_v2] [--seeds 5] [--segments 3]
+    python benchmarks/tsn_table.py [--data /tmp/tapos_tsn_bench_v2] [--seeds 5] [--segments 3] [--resume]
 
 Writes ``tsn_runs.csv`` (one row per scheme and seed) and ``tsn_table.md`` (with the command).
 """
@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--segments", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--parsers", nargs="*", default=PARSERS)
+    ap.add_argument("--resume", action="store_true", help="keep the runs already in tsn_runs.csv, run the others")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     data = Path(args.data)
@@ -131,15 +132,24 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    if args.resume and (out / "tsn_runs.csv").exists():  # the same data and settings: --data is checked above
+        rows = pd.read_csv(out / "tsn_runs.csv").to_dict("records")
+    done = {(r["sampling"], int(r["seed"])) for r in rows}
     for seed in range(args.seeds):
         schemes = {"uniform": ("uniform", None, {}), "aligned": ("aligned", None, {})}
         for method in args.parsers:
+            if (f"parsed ({method})", seed) in done:
+                schemes[f"parsed ({method})"] = None
+                continue
             parsed = cached_boundaries(method, data, seed)
             val = parsed["val"]
             schemes[f"parsed ({method})"] = ("parsed", parsed["boundaries"],
                                              {"parser val F1 (rel)": 100 * val["val_f1_rel"],
                                               "parser val GEBD F1@0.05": 100 * val["val_gebd_f1_05"]})
-        for label, (sampling, bounds, extra) in schemes.items():
+        for label, scheme in schemes.items():
+            if (label, seed) in done:
+                continue
+            sampling, bounds, extra = scheme
             res = train(data / "features.h5", data / "tapos_annotation.json", sampling, "rgb+flow", boundaries=bounds,
                         seed=seed, progress=False, overrides={"segments": args.segments, "epochs": args.epochs})
             row = {"sampling": label, "seed": seed, **extra, **snippet_stats(data, sampling, bounds, args.segments)}

@@ -97,14 +97,20 @@ class Parser:
         value = self.config[key]
         return self.TUNABLE[key][0] if value == "auto" else value
 
+    def relevant_options(self) -> tuple:
+        """The TUNABLE options that change this configuration's boundaries (all of them, unless a
+        method reads some only in one mode): ``tune`` scores only these."""
+        return tuple(self.TUNABLE)
+
     def tune(self, val) -> dict:
         """Replace every ``"auto"`` option by the candidate with the best avg F1 on ``val``, the
         selection split (relative thresholds); returns ``{option: (chosen, validation scores with it)}``."""
         chosen = {}
+        relevant = self.relevant_options()
         for key, candidates in self.TUNABLE.items():
             if self.config.get(key) != "auto":
                 continue
-            if val is None:
+            if val is None or key not in relevant:  # nothing to choose on, or nothing it would change
                 self.config[key] = candidates[0]
                 continue
             scores = {}

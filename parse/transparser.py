@@ -189,6 +189,12 @@ class TransParser(LabellingParser, TorchParser):
                              "separately trained models are numbered differently); --preset ensemble sets both")
         self.others: list = []  # the ensemble's members after the first (which is self.model)
 
+    def relevant_options(self) -> tuple:
+        """min_segment smooths the argmax patterns, threshold cuts the change score: each matters
+        with its own readout only."""
+        unused = "threshold" if self.config["boundaries"] == "argmax" else "min_segment"
+        return tuple(k for k in self.TUNABLE if k != unused)
+
     def fit(self, train, val=None, opts=None) -> list:
         """One model, or ``members`` models trained with seeds ``seed * members + i``, each choosing
         its epoch on the selection split; the "auto" options are then tuned once, on the ensemble."""

@@ -46,6 +46,7 @@ def test_members_are_the_single_models_of_their_seeds(splits, ensemble):
     parser, history = ensemble
     assert [r["member"] for r in history] == [0, 0, 1, 1, "ensemble"]
     assert history[-1]["best"] and "val_f1_rel" in history[-1] and "tuned_threshold" in history[-1]
+    assert "tuned_min_segment" not in history[-1]  # the change readout never smooths: nothing to tune
     x = parser.transform(val[1]["features"].numpy())
     scores = []
     for i, model in enumerate([parser.model, *parser.others]):
@@ -55,6 +56,16 @@ def test_members_are_the_single_models_of_their_seeds(splits, ensemble):
             assert torch.equal(v, model.state_dict()[k]), (i, k)
         scores.append(single.change_score(x))
     assert np.allclose(parser.change_score(x), np.mean(scores, axis=0), atol=1e-6)
+
+
+def test_each_readout_tunes_only_its_own_option(splits, ensemble):
+    _, val = splits
+    state = ensemble[0].state()
+    state["config"].update(members=1, boundaries="argmax", threshold="auto", min_segment="auto")
+    state["extra"] = {"model": state["extra"]["model"]}
+    parser = PARSERS["transparser"].from_state(state)
+    assert set(parser.tune(val)) == {"min_segment"}  # argmax: the threshold would change nothing
+    assert parser.config["threshold"] == parser.TUNABLE["threshold"][0]
 
 
 def test_ensemble_saves_and_loads_whole(splits, ensemble):
