@@ -5,10 +5,11 @@ The default synthetic dataset plants sub-action prototypes shared by several cla
 train split, run ``tapos-parse analyze`` on val with the truth, and print how many planted shared
 sub-actions come out as one shared pattern (``recovered``), how many with a pattern that no other
 sub-action of those classes gets (``specific``), and the NMI between planted sub-action and
-pattern over all val segments. Every method is selected on dev (``tapos-parse train``'s default),
-never on val; the summary is mean +- std over seeds, with the seeds in which TransParser is ahead.
+pattern over all val segments. Every method is trained as ``tapos-parse train`` trains it by
+default (supervised ones selected on dev; ``embed`` and k-means read no boundary), never on
+val; the summary is mean +- std over seeds, with the seeds in which TransParser is ahead.
 
-    python benchmarks/pattern_recovery.py [--data /tmp/tapos_patterns] [--seeds 5] [--methods transparser kmeans isba]
+    python benchmarks/pattern_recovery.py [--data /tmp/tapos_patterns] [--seeds 5] [--methods transparser kmeans isba embed]
 """
 import argparse
 import json
@@ -21,7 +22,7 @@ from seeds import ahead, header, mean_std
 from tapos.data import FeatureDataset, load_annotations
 from tapos.data.io import atomic_write_text
 from tapos.data.synth import write_dataset
-from tapos.parse.analyze import analyze
+from tapos.parse.analyze import analyze, methods_with_patterns
 from tapos.parse import PARSERS, validation_scores
 from tapos.parse.run import train
 
@@ -30,7 +31,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/tmp/tapos_patterns")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--methods", nargs="*", default=["transparser", "kmeans", "isba"])
+    ap.add_argument("--methods", nargs="*", default=methods_with_patterns(), help="default: every method with patterns")
     ap.add_argument("--epochs", type=int, default=None, help="default: each method's own")
     ap.add_argument("--set", dest="overrides", default="{}", help="method options as JSON, e.g. '{\"pattern_mi\": 0.1}'")
     ap.add_argument("--tag", default="", help="suffix of the result files and model directories")
