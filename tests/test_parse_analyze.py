@@ -224,7 +224,8 @@ def test_video_parses_a_clip_like_the_cache_it_was_trained_on(extracted, cli, tm
     assert json.loads((tmp_path / "o/boundaries.json").read_text())["extraction"]["fps"] == 2.0
 
 
-@pytest.mark.parametrize("method,options", [("tsm", ["--set", "kernel=4"]), ("kcpd", []),
+# tsm stands for kcpd too (neither trains; kcpd's own CLI path is in test_tsn's label-free test)
+@pytest.mark.parametrize("method,options", [("tsm", ["--set", "kernel=4"]),
                                             ("embed", ["--epochs", "2", "--set", "hidden=16", "--set", "dim=8"])])
 def test_video_with_a_label_free_parser(method, options, extracted, cli, tmp_path):
     """The label-free parsers parse your own video as they parse the cache (embed's codes drawn

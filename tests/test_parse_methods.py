@@ -96,19 +96,20 @@ def test_short_and_mismatched_input(name, fitted):
 def test_patterns_explain_the_boundaries(name, fitted, data):
     """Methods with patterns give per-row distributions whose smoothed argmax changes exactly where
     the predicted boundaries are; the others give None."""
+    from tapos.parse.analyze import methods_with_patterns
     from tapos.parse.segments import change_points
 
     _, _, val = data
     parser, _ = fitted[name]
     x = val[0]["features"].numpy()
     resp = parser.patterns(x)
-    if name not in ("transparser", "kmeans", "isba"):
+    if name not in methods_with_patterns():
         assert resp is None and parser.pattern_labels(x) is None
         return
     assert resp.shape[0] == len(x) and np.allclose(resp.sum(1), 1, atol=1e-5) and (resp >= 0).all()
     labels = parser.pattern_labels(x, resp)
     bounds = parser.boundary_rows(parser.transform(x)).tolist()
-    if name == "transparser":  # boundaries from the change score: one pattern per predicted segment
+    if name in ("transparser", "embed"):  # boundaries not from the labels: one pattern per predicted segment
         assert set(change_points(labels).tolist()) <= set(bounds)
         edges = [0, *bounds, len(x)]
         assert all(len(set(labels[a:b])) == 1 for a, b in zip(edges[:-1], edges[1:]))
