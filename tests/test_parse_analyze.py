@@ -224,12 +224,12 @@ def test_video_parses_a_clip_like_the_cache_it_was_trained_on(extracted, cli, tm
     assert json.loads((tmp_path / "o/boundaries.json").read_text())["extraction"]["fps"] == 2.0
 
 
-# tsm stands for kcpd too (neither trains; kcpd's own CLI path is in test_tsn's label-free test)
-@pytest.mark.parametrize("method,options", [("tsm", ["--set", "kernel=4"]),
-                                            ("embed", ["--epochs", "2", "--set", "hidden=16", "--set", "dim=8"])])
+# embed: the trained label-free parser, with patterns; tsm and kcpd train nothing and go through the
+# same predict path as k-means above (kcpd's CLI: test_tsn's label-free test)
+@pytest.mark.parametrize("method,options", [("embed", ["--epochs", "2", "--set", "hidden=16", "--set", "dim=8"])])
 def test_video_with_a_label_free_parser(method, options, extracted, cli, tmp_path):
-    """The label-free parsers parse your own video as they parse the cache (embed's codes drawn
-    on the timeline as its patterns)."""
+    """A label-free parser parses your own video as it parses the cache (embed's codes drawn on
+    the timeline as its patterns)."""
     from tapos.data import load_annotations
 
     s = extracted / "s"
