@@ -31,6 +31,7 @@ from tapos.data.errors import TaposError
 from .base import TorchParser
 from .kcpd import KCPDParser
 from .registry import register
+from .segments import segment_labels
 from .tsm import TSMParser
 
 READOUTS = {"tsm": TSMParser, "kcpd": KCPDParser}
@@ -254,8 +255,4 @@ class EmbedParser(TorchParser):
         resp = self.patterns(features) if responses is None else responses
         if resp is None:
             return None
-        cuts = [0, *self.readout().boundary_rows(resp).tolist(), len(resp)]
-        labels = np.empty(len(resp), dtype=np.int64)
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            labels[a:b] = resp[a:b].mean(0).argmax()
-        return labels
+        return segment_labels(resp, self.readout().boundary_rows(resp).tolist())

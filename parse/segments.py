@@ -86,3 +86,13 @@ def spans(bounds, end) -> list:
     ``(0, end)`` and repeats are ignored)."""
     edges = [0, *sorted({b for b in bounds if 0 < b < end}), end]
     return list(zip(edges[:-1], edges[1:]))
+
+
+def segment_labels(responses: np.ndarray, bounds) -> np.ndarray:
+    """Each row labelled with the strongest mean response ``(T, m)`` of its segment (the segments
+    that ``bounds`` cut it into): labels that change only at those boundaries, for methods whose
+    boundaries do not come from a row's own argmax."""
+    labels = np.empty(len(responses), dtype=np.int64)
+    for s, e in spans(list(bounds), len(responses)):
+        labels[s:e] = int(responses[s:e].mean(0).argmax())
+    return labels

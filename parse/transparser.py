@@ -46,7 +46,7 @@ from tapos.data.errors import TaposError
 
 from .base import FitOptions, LabellingParser, TorchParser
 from .registry import register
-from .segments import pick_peaks, spans, window_means
+from .segments import pick_peaks, segment_labels, window_means
 from .validation import validation_scores
 
 
@@ -309,10 +309,7 @@ class TransParser(LabellingParser, TorchParser):
         resp = self.patterns(features) if responses is None else responses
         if self.config["boundaries"] == "argmax":
             return super().pattern_labels(features, resp)
-        labels = np.empty(len(resp), dtype=np.int64)
-        for s, e in spans(self.boundary_rows(self.transform(features)).tolist(), len(resp)):
-            labels[s:e] = int(resp[s:e].mean(0).argmax())
-        return labels
+        return segment_labels(resp, self.boundary_rows(self.transform(features)).tolist())
 
     def extra_state(self) -> dict:
         state = super().extra_state()

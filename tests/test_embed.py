@@ -161,6 +161,7 @@ def test_codes_are_patterns_for_analyze(data, synth_dir, tmp_path):
     """With objective=codes each row's code distribution is its pattern response, and the pattern
     labels change exactly at the readout's boundaries; contrast has no patterns to analyse."""
     from tapos.parse.analyze import analyze
+    from tapos.parse.segments import change_points
 
     train, val = data
     parser = get_parser("embed", **FAST)
@@ -169,8 +170,7 @@ def test_codes_are_patterns_for_analyze(data, synth_dir, tmp_path):
     resp = parser.patterns(x)
     assert resp.shape == (len(x), parser.config["codes"]) and np.allclose(resp.sum(1), 1, atol=1e-5)
     labels = parser.pattern_labels(x, resp)
-    changes = (np.flatnonzero(np.diff(labels)) + 1).tolist()
-    assert set(changes) <= set(parser.boundary_rows(parser.transform(x)).tolist())
+    assert set(change_points(labels).tolist()) <= set(parser.boundary_rows(parser.transform(x)).tolist())
     save_model(parser, tmp_path / "codes", "rgb+flow")
     a = analyze(tmp_path / "codes", synth_dir / "features.h5", synth_dir / "tapos_annotation.json", progress=False,
                 truth=synth_dir / "synth_truth.json")
