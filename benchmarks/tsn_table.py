@@ -85,23 +85,32 @@ def cached_boundaries(method, data, seed):
     return json.loads(path.read_text())
 
 
-def snippet_stats(data, sampling, bounds, segments):
-    """Over the val instances: the mean number of boundaries the scheme's snippets follow, and the
-    share of instances where a test snippet lands in the class's signature sub-action (the only
-    one that tells the class apart; from ``synth_truth.json``, prototypes beyond the shared pool)."""
+def signature_rows(data, ann, segments) -> dict:
+    """Each val instance's signature sub-action as rows ``(start, stop)``: the class's own brief
+    sub-action, the only one that tells the class apart (``synth_truth.json``: a prototype beyond
+    the shared pool), placed by the annotated boundaries."""
     truth = json.loads((data / "synth_truth.json").read_text())
-    pool = truth["config"]["pool"]
-    feats, ann = data / "features.h5", load_annotations(data / "tapos_annotation.json")
-    scheme = SnippetDataset(feats, ann, "val", "rgb", sampling, segments, train=False, boundaries=bounds)
-    annotated = SnippetDataset(feats, ann, "val", "rgb", "aligned", segments, train=False)
+    annotated = SnippetDataset(data / "features.h5", ann, "val", "rgb", "aligned", segments, train=False)
+    out = {}
+    for i, inst in enumerate(annotated.base.instances):
+        rows, cuts = annotated.layout(i)
+        edges = [0, *cuts, rows]
+        j = next(j for j, proto in enumerate(truth["segments"][inst.key]) if proto >= truth["config"]["pool"])
+        out[inst.key] = (edges[j], edges[j + 1])
+    return out
+
+
+def snippet_stats(data, ann, sampling, bounds, segments, signature):
+    """Over the val instances: the mean number of boundaries the scheme's snippets follow, and the
+    share of instances where a test snippet lands in the ``signature`` sub-action."""
+    scheme = SnippetDataset(data / "features.h5", ann, "val", "rgb", sampling, segments, train=False,
+                            boundaries=bounds)
     n_bounds, seen = [], []
     for i, inst in enumerate(scheme.base.instances):
-        rows, cuts = annotated._layout(i)
-        edges = [0, *cuts, rows]
-        j = next(j for j, proto in enumerate(truth["segments"][inst.key]) if proto >= pool)
+        lo, hi = signature[inst.key]
         snippets = scheme.snippet_rows(i)
-        seen.append(bool(((snippets >= edges[j]) & (snippets < edges[j + 1])).any()))
-        n_bounds.append(0 if sampling == "uniform" else len(scheme._layout(i)[1]))
+        seen.append(bool(((snippets >= lo) & (snippets < hi)).any()))
+        n_bounds.append(0 if sampling == "uniform" else len(scheme.layout(i)[1]))
     return {"boundaries / instance": float(np.mean(n_bounds)), "signature seen (%)": 100 * float(np.mean(seen))}
 
 
@@ -131,6 +140,8 @@ def main():
     check_data(data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    ann = load_annotations(data / "tapos_annotation.json")
+    signature = signature_rows(data, ann, args.segments)
     rows = []
     if args.resume and (out / "tsn_runs.csv").exists():  # the same data and settings: --data is checked above
         rows = pd.read_csv(out / "tsn_runs.csv").to_dict("records")
@@ -139,20 +150,18 @@ def main():
         schemes = {"uniform": ("uniform", None, {}), "aligned": ("aligned", None, {})}
         for method in args.parsers:
             if (f"parsed ({method})", seed) in done:
-                schemes[f"parsed ({method})"] = None
                 continue
             parsed = cached_boundaries(method, data, seed)
             val = parsed["val"]
             schemes[f"parsed ({method})"] = ("parsed", parsed["boundaries"],
                                              {"parser val F1 (rel)": 100 * val["val_f1_rel"],
                                               "parser val GEBD F1@0.05": 100 * val["val_gebd_f1_05"]})
-        for label, scheme in schemes.items():
+        for label, (sampling, bounds, extra) in schemes.items():
             if (label, seed) in done:
                 continue
-            sampling, bounds, extra = scheme
             res = train(data / "features.h5", data / "tapos_annotation.json", sampling, "rgb+flow", boundaries=bounds,
                         seed=seed, progress=False, overrides={"segments": args.segments, "epochs": args.epochs})
-            row = {"sampling": label, "seed": seed, **extra, **snippet_stats(data, sampling, bounds, args.segments)}
+            row = {"sampling": label, "seed": seed, **extra, **snippet_stats(data, ann, sampling, bounds, args.segments, signature)}
             for mod, name in (("rgb", "RGB"), ("rgb+flow", "RGB+Flow")):
                 row[f"{name} Top-1"], row[f"{name} Avg. Acc."] = res[mod]["top1"], res[mod]["mean_class"]
             rows.append(row)

@@ -60,7 +60,7 @@ class SnippetDataset(Dataset):
     def labels(self) -> np.ndarray:
         return np.asarray([inst.action for inst in self.base.instances], dtype=np.int64)
 
-    def _layout(self, idx: int) -> tuple:
+    def layout(self, idx: int) -> tuple:
         """``(rows, segment boundaries in rows)`` of an instance (metadata only, cached)."""
         if idx not in self._layouts:
             inst = self.base.instances[idx]
@@ -71,7 +71,7 @@ class SnippetDataset(Dataset):
         return self._layouts[idx]
 
     def snippet_rows(self, idx: int) -> np.ndarray:
-        num_rows, bounds = self._layout(idx)
+        num_rows, bounds = self.layout(idx)
         rng = np.random.default_rng((self.seed, self.epoch, idx)) if self.train else None
         if self.sampling == "uniform":
             return uniform_indices(num_rows, self.num_segments, 1, self.train, rng)
