@@ -75,9 +75,9 @@ def test_help_and_version(script, cli):
     stage = script.split("-")[1]
     if not (ROOT / stage / "cli.py").exists():
         pytest.skip(f"stage {stage} not built yet")
-    proc = cli(script, "--help")
+    proc = cli(script, "--help", process=True)  # the installed console script itself
     assert "Example" in proc.stdout
-    proc = cli(script, "--version")
+    proc = cli(script, "--version", process=True)
     assert importlib.metadata.version("tapos") in proc.stdout
 
 
