@@ -131,7 +131,9 @@ def main():
     ap.add_argument("--segments", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--parsers", nargs="*", default=PARSERS)
-    ap.add_argument("--resume", action="store_true", help="keep the runs already in tsn_runs.csv (made with the same --epochs and --segments: not checked), run the others")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the runs already in tsn_runs.csv (made with the same --epochs and --segments: "
+                         "not checked), run the others")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     data = Path(args.data)
