@@ -1,8 +1,9 @@
 """The paper's Tables 1 and 4 on a synthetic benchmark: TSN with uniform, aligned and parsed snippets.
 
 Generates (once) a synthetic dataset whose classes share most sub-actions and differ by a brief
-sub-action of their own (``signature_subactions=1``: the property the paper's finding rests on,
-see README), trains each parser on it and predicts the boundaries of every instance, then trains
+sub-action of their own (the ``signature`` preset of ``tapos.data.synth.PRESETS``: the property the
+paper's finding rests on, see README; ``--preset default`` is ``make demo``'s parsing data, for
+comparison), trains each parser on it and predicts the boundaries of every instance, then trains
 the feature TSN with each sampling scheme over several seeds and prints
 
 - Table 1: uniform vs aligned (annotated sub-actions);
@@ -13,9 +14,10 @@ the number of seeds in which each scheme is ahead of uniform sampling. Each seed
 parsers (supervised ones selected on dev, label-free ones reading no boundary; never on val) and
 the TSNs anew; the parsers' own val F1 is a column.
 
-    python benchmarks/tsn_table.py [--data /tmp/tapos_tsn_bench_v2] [--seeds 5] [--segments 3] [--resume]
+    python benchmarks/tsn_table.py [--preset signature] [--seeds 5] [--segments 3] [--resume]
+    python benchmarks/tsn_table.py --preset default --parsers transparser --tag _default
 
-Writes ``tsn_runs.csv`` (one row per scheme and seed) and ``tsn_table.md`` (with the command).
+Writes ``tsn_runs{tag}.csv`` (one row per scheme and seed) and ``tsn_table{tag}.md`` (with the command).
 """
 import argparse
 import json
@@ -29,31 +31,21 @@ from seeds import ahead, header, mean_std
 from tapos.data import FeatureDataset, load_annotations
 from tapos.data.io import atomic_write_text
 from tapos.data.selection import selection
-from tapos.data.synth import write_dataset
+from tapos.data.synth import PRESETS, write_dataset
 from tapos.parse import FitOptions, get_parser, predict_dataset, validation_scores
 from tapos.parse.run import default_select_on
 from tapos.tsn import train
 from tapos.tsn.data import SnippetDataset
 
-# The synthetic setting (documented in README): every class is 2-3 sub-actions drawn from the same
-# 3 shared prototypes plus one brief sub-action of its own (15% of the duration); no class-wide
-# background. On top, what makes real TAPOS footage over-parsed by local change detectors (paper
-# section 6.3: TCN and CTM have high recall, low precision): the broadcast camera pans and zooms
-# to follow the athlete about every 2 s (view_changes 0.5/s, twice the synthetic default; none
-# of them is a sub-action boundary), sub-actions blend gradually into each other (transition
-# 1.0) and keep changing within themselves (drift_in_segment 1.0).
-DATA = {"background": 0.0, "min_subactions": 2, "max_subactions": 3, "pool": 3, "count_jitter": 0.0,
-        "signature_subactions": 1, "signature_share": 0.15, "view_changes": 0.5, "transition": 1.0,
-        "drift_in_segment": 1.0, "val_fraction": 0.3}
 PARSERS = ["transparser", "isba", "ctm", "tcn", "pa", "kcpd", "embed"]
 METRICS = ["RGB Top-1", "RGB Avg. Acc.", "RGB+Flow Top-1", "RGB+Flow Avg. Acc.", "parser val F1 (rel)",
-           "parser val GEBD F1@0.05", "boundaries / instance", "signature seen (%)"]
+           "parser val GEBD F1@0.05", "boundaries / instance", "sub-actions seen", "signature seen (%)"]
 
 
-def check_data(data):
-    """Stop if ``data`` was generated with other settings than ``DATA`` (a stale cache)."""
+def check_data(data, preset):
+    """Stop if ``data`` was generated with other settings than the ``preset`` (a stale cache)."""
     cfg = json.loads((data / "synth_truth.json").read_text())["config"]
-    stale = {k: (cfg.get(k), v) for k, v in DATA.items() if cfg.get(k) != v}
+    stale = {k: (cfg.get(k), v) for k, v in PRESETS[preset].items() if cfg.get(k) != v}
     if stale:
         raise SystemExit(f"{data} was generated with other settings (found, expected): {stale}; use a new --data")
 
@@ -85,33 +77,35 @@ def cached_boundaries(method, data, seed):
     return json.loads(path.read_text())
 
 
-def signature_rows(data, ann, segments) -> dict:
-    """Each val instance's signature sub-action as rows ``(start, stop)``: the class's own brief
-    sub-action, the only one that tells the class apart (``synth_truth.json``: a prototype beyond
-    the shared pool), placed by the annotated boundaries."""
+def annotated_rows(data, ann, segments) -> dict:
+    """Each val instance's annotated sub-actions as row edges ``[0, cut, ..., rows]`` and the index
+    of its signature sub-action (the class's own brief one, the only one that tells the class apart:
+    ``synth_truth.json``, a prototype beyond the shared pool; None on data without one)."""
     truth = json.loads((data / "synth_truth.json").read_text())
     annotated = SnippetDataset(data / "features.h5", ann, "val", "rgb", "aligned", segments, train=False)
     out = {}
     for i, inst in enumerate(annotated.base.instances):
         rows, cuts = annotated.layout(i)
-        edges = [0, *cuts, rows]
-        j = next(j for j, proto in enumerate(truth["segments"][inst.key]) if proto >= truth["config"]["pool"])
-        out[inst.key] = (edges[j], edges[j + 1])
+        own = [j for j, proto in enumerate(truth["segments"][inst.key]) if proto >= truth["config"]["pool"]]
+        out[inst.key] = ([0, *cuts, rows], own[0] if own else None)
     return out
 
 
-def snippet_stats(data, ann, sampling, bounds, segments, signature):
-    """Over the val instances: the mean number of boundaries the scheme's snippets follow, and the
-    share of instances where a test snippet lands in the ``signature`` sub-action."""
+def snippet_stats(data, ann, sampling, bounds, segments, annotated):
+    """Over the val instances: the mean number of boundaries the scheme's snippets follow, how many
+    different annotated sub-actions its test snippets land in, and the share of instances where one
+    lands in the signature sub-action (NaN on data without one)."""
     scheme = SnippetDataset(data / "features.h5", ann, "val", "rgb", sampling, segments, train=False,
                             boundaries=bounds)
-    n_bounds, seen = [], []
+    n_bounds, distinct, seen = [], [], []
     for i, inst in enumerate(scheme.base.instances):
-        lo, hi = signature[inst.key]
-        snippets = scheme.snippet_rows(i)
-        seen.append(bool(((snippets >= lo) & (snippets < hi)).any()))
+        edges, own = annotated[inst.key]
+        which = np.searchsorted(edges, scheme.snippet_rows(i), side="right") - 1  # sub-action of each snippet
+        distinct.append(len(set(which.tolist())))
+        seen.append(np.nan if own is None else float(own in which))
         n_bounds.append(0 if sampling == "uniform" else len(scheme.layout(i)[1]))
-    return {"boundaries / instance": float(np.mean(n_bounds)), "signature seen (%)": 100 * float(np.mean(seen))}
+    return {"boundaries / instance": float(np.mean(n_bounds)), "sub-actions seen": float(np.mean(distinct)),
+            "signature seen (%)": 100 * float(np.mean(seen))}
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -124,9 +118,8 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/tmp/tapos_tsn_bench_v2")
-    ap.add_argument("--instances", type=int, default=800)
-    ap.add_argument("--classes", type=int, default=8)
+    ap.add_argument("--preset", choices=list(PRESETS), default="signature", help="synthetic data settings")
+    ap.add_argument("--data", default=None, help="default: /tmp/tapos_tsn_<preset>")
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1: parser and TSN trained with each")
     ap.add_argument("--segments", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30)
@@ -134,19 +127,21 @@ def main():
     ap.add_argument("--resume", action="store_true",
                     help="keep the runs already in tsn_runs.csv (made with the same --epochs and --segments: "
                          "not checked), run the others")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
-    data = Path(args.data)
-    if not (data / "features.h5").exists():
-        write_dataset(data, args.instances, args.classes, seed=11, features=True, progress=False, **DATA)
-    check_data(data)
+    data = Path(args.data or f"/tmp/tapos_tsn_{args.preset}")
+    if not (data / "features.h5").exists():  # as `tapos-data synth DATA --features --preset P --seed 11`
+        write_dataset(data, seed=11, features=True, progress=False, preset=args.preset)
+    check_data(data, args.preset)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ann = load_annotations(data / "tapos_annotation.json")
-    signature = signature_rows(data, ann, args.segments)
+    annotated = annotated_rows(data, ann, args.segments)
     rows = []
-    if args.resume and (out / "tsn_runs.csv").exists():  # the same data and settings: --data is checked above
-        rows = pd.read_csv(out / "tsn_runs.csv").to_dict("records")
+    runs_csv = out / f"tsn_runs{args.tag}.csv"
+    if args.resume and runs_csv.exists():  # the same data and settings: --data is checked above
+        rows = pd.read_csv(runs_csv).to_dict("records")
     done = {(r["sampling"], int(r["seed"])) for r in rows}
     for seed in range(args.seeds):
         schemes = {"uniform": ("uniform", None, {}), "aligned": ("aligned", None, {})}
@@ -163,28 +158,30 @@ def main():
                 continue
             res = train(data / "features.h5", data / "tapos_annotation.json", sampling, "rgb+flow", boundaries=bounds,
                         seed=seed, progress=False, overrides={"segments": args.segments, "epochs": args.epochs})
-            row = {"sampling": label, "seed": seed, **extra, **snippet_stats(data, ann, sampling, bounds, args.segments, signature)}
+            row = {"sampling": label, "seed": seed, **extra, **snippet_stats(data, ann, sampling, bounds, args.segments, annotated)}
             for mod, name in (("rgb", "RGB"), ("rgb+flow", "RGB+Flow")):
                 row[f"{name} Top-1"], row[f"{name} Avg. Acc."] = res[mod]["top1"], res[mod]["mean_class"]
             rows.append(row)
             print(f"seed {seed} {label:<22} RGB+Flow top-1 {row['RGB+Flow Top-1']:.2f}", flush=True)
-            atomic_write_text(out / "tsn_runs.csv", pd.DataFrame(rows).to_csv(index=False))  # a crash keeps the runs made
+            atomic_write_text(runs_csv, pd.DataFrame(rows).to_csv(index=False))  # a crash keeps the runs made
     table = summary(pd.DataFrame(rows))
     text = "\n".join([
         header("tsn_table.py"),
-        f"# Tables 1 and 4 on the synthetic TSN benchmark (K = {args.segments}, val, seeds 0..{args.seeds - 1})",
+        f"# Tables 1 and 4 on the synthetic TSN benchmark (data: preset {args.preset!r}; K = {args.segments}, val, "
+        f"seeds 0..{args.seeds - 1})",
         "",
         "Each seed trains every parser as `tapos-parse train` does by default (supervised: epochs and options",
         "chosen on dev, carved from train; label-free (pa, kcpd, embed): on train, no boundary read) and every TSN;",
         "mean ± std over seeds, in percent. \"ahead of uniform\": seeds in which the scheme's RGB+Flow top-1 is",
         "above uniform sampling's. The parser columns are the parser's own boundary scores on val;",
         "\"boundaries / instance\": the boundaries the snippets follow (val; annotated for aligned);",
+        "\"sub-actions seen\": how many different annotated sub-actions the test snippets land in (val);",
         "\"signature seen\": val instances in which a test snippet lands in the class's own brief sub-action.",
         "",
         table.to_markdown(),
         "",
     ])
-    atomic_write_text(out / "tsn_table.md", text)
+    atomic_write_text(out / f"tsn_table{args.tag}.md", text)
     print(text)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from .annotations import SPLITS, SUBSETS, load_annotations, save_annotations
 from .cli_utils import TaposGroup, echo_table, parse_overrides
 from .errors import TaposError
+from .synth import PRESETS as SYNTH_PRESETS
 from .version import __version__
 
 
@@ -29,8 +30,8 @@ def main():
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--instances", type=click.IntRange(1), default=None, help="Instances in total (default 240).")
-@click.option("--classes", type=click.IntRange(1), default=None, help="Action classes (default 8).")
+@click.option("--instances", type=click.IntRange(1), default=None, help="Instances in total (default 240, or the preset's).")
+@click.option("--classes", type=click.IntRange(1), default=None, help="Action classes (default 8, or the preset's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
 @click.option("--features/--no-features", default=False, help="Also write OUT/features.h5 (rgb and flow).")
 @click.option("--videos/--no-videos", default=False, help="Also render OUT/videos/<key>.mp4 with ffmpeg.")
@@ -39,9 +40,12 @@ def main():
                    "(as TAPOS users download them; use --set first_shot_max=10 to keep them short).")
 @click.option("--dim", type=click.IntRange(1), default=None, help="Feature dimension per modality (default 64).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None, help="Feature dtype.")
+@click.option("--preset", type=click.Choice(list(SYNTH_PRESETS)), default="default", show_default=True,
+              help="Named generator settings (tapos.data.synth.PRESETS): 'signature' is the TSN benchmark's data, "
+                   "classes that differ only by a brief sub-action of their own (800 instances).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override any generator default (see tapos.data.synth.DEFAULTS), value as JSON.")
-def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dtype, overrides):
+def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dtype, preset, overrides):
     """Write a synthetic TAPOS-like dataset to OUT_DIR.
 
     \b
@@ -53,7 +57,8 @@ def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dty
       OUT_DIR/videos/<key>.mp4       with --videos: one small video per instance
       OUT_DIR/sources/<id>.mp4       with --sources: the source videos, instances at their times
     \b
-    Example: tapos-data synth demo/ --features --videos
+    Examples: tapos-data synth demo/ --features --videos
+              tapos-data synth tsn/ --features --preset signature --seed 11
     """
     from .synth import DEFAULTS, write_dataset
 
@@ -63,7 +68,7 @@ def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dty
     if dtype is not None:
         extra["dtype"] = dtype
     paths = write_dataset(out_dir, instances, classes, seed, features=features, videos=videos, sources=sources,
-                          **extra)
+                          preset=preset, **extra)
     ann = load_annotations(paths["annotations"])
     click.echo(f"wrote {len(ann)} instances ({len(ann.split('train'))} train, {len(ann.split('val'))} val) to {out_dir}")
     for name, path in paths.items():

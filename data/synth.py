@@ -32,7 +32,7 @@ from scipy.signal import lfilter
 from .annotations import Instance, save_annotations
 from .gebd import GebdVideo, save_gebd
 from .io import atomic_path, atomic_write_text
-from .options import apply_options
+from .options import OptionError, apply_options
 
 DEFAULTS = {
     "instances": 240,            # instances in total (train + val)
@@ -64,6 +64,21 @@ DEFAULTS = {
     "first_shot_max": 300.0,     # seconds: a source video's first shot starts uniformly before this
     "signature_subactions": 0,   # brief sub-actions unique to each class, added to its template (0: none)
     "signature_share": 0.1,      # share of the duration each of them takes
+}
+
+# Named settings on top of DEFAULTS (`tapos-data synth DIR --preset NAME`; --instances, --classes
+# and --set still override them).
+PRESETS = {
+    "default": {},
+    # What the paper's TSN finding (Tables 1 and 4) rests on, as benchmarks/tsn_table.py and
+    # `make demo` use it: sub-actions of different classes look alike (2-3 drawn from the same 3
+    # prototypes, no class-wide background) except a brief one of each class's own (15% of the
+    # duration), so where a snippet lands decides what it can tell. On top, what makes real TAPOS
+    # footage over-parsed by local change detectors (paper section 6.3): a camera move about every
+    # 2 s (none is a sub-action boundary), gradual transitions, sub-actions that change within.
+    "signature": {"instances": 800, "classes": 8, "background": 0.0, "min_subactions": 2, "max_subactions": 3,
+                  "pool": 3, "count_jitter": 0.0, "signature_subactions": 1, "signature_share": 0.15,
+                  "view_changes": 0.5, "transition": 1.0, "drift_in_segment": 1.0, "val_fraction": 0.3},
 }
 
 _ID_CHARS = string.ascii_letters + string.digits + "-_"
@@ -257,15 +272,20 @@ def _frames(cfg, world, si: SynthInstance, rng):
         yield np.clip(img, 0, 255).astype(np.uint8)
 
 
-def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None, seed: int = 0, **overrides):
-    """Build the synthetic instances in memory. Returns ``(config, world, [SynthInstance])``."""
-    cfg = dict(DEFAULTS)
+def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None, seed: int = 0,
+             preset: str = "default", **overrides):
+    """Build the synthetic instances in memory. Returns ``(config, world, [SynthInstance])``.
+    Settings: :data:`DEFAULTS`, then the :data:`PRESETS` entry ``preset``, then the counts and
+    ``overrides``."""
+    if preset not in PRESETS:
+        raise OptionError(f"synthetic dataset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    cfg = {**DEFAULTS, **PRESETS[preset]}
     if n_instances is not None:
         cfg["instances"] = n_instances
     if n_classes is not None:
         cfg["classes"] = n_classes
     cfg = apply_options(cfg, overrides, "synthetic dataset")
-    cfg["seed"] = seed
+    cfg["seed"], cfg["preset"] = seed, preset
     rng = np.random.default_rng(seed)
     world = _World(cfg, rng)
     n, C = cfg["instances"], cfg["classes"]
@@ -341,7 +361,8 @@ def _source_frames(cfg, world, group, seeds):
 
 
 def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, features: bool = False,
-                  videos: bool = False, sources: bool = False, progress: bool = True, **overrides) -> dict:
+                  videos: bool = False, sources: bool = False, progress: bool = True, preset: str = "default",
+                  **overrides) -> dict:
     """Write the synthetic dataset to ``out_dir``; returns the paths written.
 
     Always: ``tapos_annotation.json`` (released layout), ``gebd_annotators.json`` (GEBD layout with
@@ -357,7 +378,7 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg, world, items = generate(n_instances, n_classes, seed, **overrides)
+    cfg, world, items = generate(n_instances, n_classes, seed, preset, **overrides)
     paths = {"annotations": out_dir / "tapos_annotation.json"}
     save_annotations([si.instance for si in items], paths["annotations"])
     seeds = np.random.SeedSequence(seed).spawn(3)

@@ -139,3 +139,25 @@ def test_signature_subactions_are_brief_and_unique_to_their_class():
     # the shared part of every template is what the same seed gives without signatures
     _, plain, _ = generate(60, 4, seed=1, pool=5, count_jitter=0.0)
     assert [[p for p in seq if p < 5] for seq in world.templates] == plain.templates
+
+
+def test_the_signature_preset_is_the_tsn_benchmarks_data(tmp_path, cli):
+    """`--preset signature` (the TSN benchmark's and `make demo`'s TSN data): every class is a few
+    sub-actions from one small shared pool plus a brief one of its own; --instances still overrides."""
+    from tapos.data.synth import PRESETS
+
+    out = tmp_path / "sig"
+    cli("tapos-data", "synth", out, "--preset", "signature", "--instances", "24", "--seed", "3")
+    truth = json.loads((out / "synth_truth.json").read_text())
+    cfg = truth["config"]
+    assert cfg["preset"] == "signature" and cfg["instances"] == 24
+    assert all(cfg[k] == v for k, v in PRESETS["signature"].items() if k != "instances")
+    ann = load_annotations(out / "tapos_annotation.json")
+    assert len(ann) == 24
+    for key, protos in truth["segments"].items():
+        assert sum(p >= cfg["pool"] for p in protos) == 1  # exactly one sub-action of the class's own
+        assert 3 <= len(protos) <= 4  # 2-3 shared ones and the signature
+    proc = cli("tapos-data", "synth", tmp_path / "x", "--preset", "nonesuch", check=False)
+    assert proc.returncode != 0 and "nonesuch" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(TaposError, match="unknown preset"):
+        write_dataset(tmp_path / "y", 4, preset="nonesuch")
