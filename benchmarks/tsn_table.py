@@ -50,11 +50,10 @@ def check_data(data, preset):
         raise SystemExit(f"{data} was generated with other settings (found, expected): {stale}; use a new --data")
 
 
-def boundaries(method, data, seed):
+def boundaries(method, data, ann, seed):
     """Boundaries of every instance from ``method`` fitted as ``tapos-parse train`` fits it by
     default (a supervised method: on train minus dev, epochs and "auto" options chosen on dev; a
     label-free one: on all of train, reading no boundary), and the parser's own scores on val."""
-    ann = load_annotations(data / "tapos_annotation.json")
     sel = selection(ann, default_select_on(method))
     fit_set = FeatureDataset(data / "features.h5", sel.fit, "all", "rgb+flow")
     dev = FeatureDataset(data / "features.h5", sel.select, "all", "rgb+flow") if sel.select is not None else None
@@ -68,11 +67,11 @@ def boundaries(method, data, seed):
     return {"boundaries": preds, "val": validation_scores(parser, va)}
 
 
-def cached_boundaries(method, data, seed):
+def cached_boundaries(method, data, ann, seed):
     path = data / f"boundaries_{method}_seed{seed}.json"
     if not path.exists():
         t = time.time()
-        atomic_write_text(path, json.dumps(boundaries(method, data, seed)))
+        atomic_write_text(path, json.dumps(boundaries(method, data, ann, seed)))
         print(f"{method} seed {seed}: boundaries in {time.time() - t:.0f} s", flush=True)
     return json.loads(path.read_text())
 
@@ -148,7 +147,7 @@ def main():
         for method in args.parsers:
             if (f"parsed ({method})", seed) in done:
                 continue
-            parsed = cached_boundaries(method, data, seed)
+            parsed = cached_boundaries(method, data, ann, seed)
             val = parsed["val"]
             schemes[f"parsed ({method})"] = ("parsed", parsed["boundaries"],
                                              {"parser val F1 (rel)": 100 * val["val_f1_rel"],
