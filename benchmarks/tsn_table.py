@@ -124,7 +124,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--parsers", nargs="*", default=PARSERS)
     ap.add_argument("--resume", action="store_true",
-                    help="keep the runs already in tsn_runs.csv (made with the same --epochs and --segments: "
+                    help="keep the runs already in tsn_runs{tag}.csv (made with the same --epochs and --segments: "
                          "not checked), run the others")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--out", default="benchmarks/results")

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from scipy.signal import lfilter
 
 from .annotations import Instance, save_annotations
 from .gebd import GebdVideo, save_gebd
@@ -224,6 +223,8 @@ def _latent(cfg, world, si: SynthInstance, rng) -> np.ndarray:
     sig *= bump[:, None]
     z = sig + cfg["instance_offset"] * rng.normal(size=(1, cfg["latent"]))
     eps = rng.normal(size=z.shape) * cfg["smooth_noise"] * np.sqrt(1 - 0.9 ** 2)
+    from scipy.signal import lfilter  # here, not at the top: scipy.signal takes ~0.8 s to import, and
+    # `tapos-data` imports this module at start-up for the preset names
     ar = lfilter([1.0], [1.0, -0.9], eps, axis=0)  # AR(1): ar[t] = 0.9 ar[t-1] + eps[t]
     return z + ar + _view_offsets(cfg, si)
 

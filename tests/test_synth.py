@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tapos.data import FeatureReader, TaposError, load_annotations, load_gebd
 from tapos.data.ffmpeg import probe
-from tapos.data.synth import write_dataset
+from tapos.data.synth import PRESETS, write_dataset
 
 
 def test_valid_files_and_statistics(synth_dir):
@@ -144,8 +144,6 @@ def test_signature_subactions_are_brief_and_unique_to_their_class():
 def test_the_signature_preset_is_the_tsn_benchmarks_data(tmp_path, cli):
     """`--preset signature` (the TSN benchmark's and `make demo`'s TSN data): every class is a few
     sub-actions from one small shared pool plus a brief one of its own; --instances still overrides."""
-    from tapos.data.synth import PRESETS
-
     out = tmp_path / "sig"
     cli("tapos-data", "synth", out, "--preset", "signature", "--instances", "24", "--seed", "3")
     truth = json.loads((out / "synth_truth.json").read_text())
