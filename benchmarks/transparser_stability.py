@@ -1,13 +1,14 @@
 """TransParser's spread over seeds: one model against the seed ensemble, on the synthetic benchmark.
 
-Trains ``--seeds x --members`` single TransParsers (seed j; epochs chosen on dev, never on val)
-and assembles ensemble s from seeds ``s * members .. s * members + members - 1``, exactly the
-members that ``members=K`` with seed s trains; its threshold is then tuned on dev. For seeds
-0..N-1 it reports on val, mean +- std and spread (max - min) of:
+Trains ``--seeds x max(--members)`` single TransParsers (seed j; epochs chosen on dev, never on
+val) and, for each ensemble size K of ``--members``, assembles ensemble s from seeds
+``s * K .. s * K + K - 1``, exactly the members that ``members=K`` with seed s trains; its
+threshold is then tuned on dev. For seeds 0..N-1 it reports on val, mean +- std and spread
+(max - min) of:
 
-- one model (the change readout, ``members=1``, seed s), the ensemble (``members=K``: ``--preset
-  ensemble``) and the paper preset;
-- every single model trained (all ``N x K`` seeds): the spread one run of one model has;
+- one model (the change readout, ``members=1``, seed s), the ensemble of each size (``members=5``
+  is ``--preset ensemble``) and the paper preset;
+- every single model trained (all ``N x max(K)`` seeds): the spread one run of one model has;
 - the dev F1 of a single model at each change-score window (how the default window was chosen);
 - the change readout's threshold rule: absolute (the default: a peak reaches ``threshold``) or
   relative to the instance (a peak reaches ``threshold`` x the instance's highest score), each
@@ -15,11 +16,12 @@ members that ``members=K`` with seed s trains; its threshold is then tuned on de
 - with ``--baselines`` (``parsing_runs.csv`` of parsing_table.py): in how many seeds the ensemble
   is ahead of each baseline (relative avg F1, seed s against seed s).
 
-    python benchmarks/transparser_stability.py [--data /tmp/bench_demo] [--seeds 5] [--members 5]
+    python benchmarks/transparser_stability.py [--data /tmp/bench_demo] [--seeds 5] [--members 5 10]
         [--baselines benchmarks/results/parsing_runs.csv] [--work /tmp/tapos_stability] [--out benchmarks/results]
 
 Trained members are kept in ``--work`` (a rerun reuses them). Writes ``transparser_stability.csv``
-(one row per configuration and seed) and ``transparser_stability.md`` (with the command).
+(one row per configuration and seed) and ``transparser_stability.md`` (with the command), each
+name with ``--tag`` before its suffix.
 """
 import argparse
 import time
@@ -63,6 +65,12 @@ def ensemble(members, dev):
     return parser
 
 
+def ensemble_name(k: int) -> str:
+    preset = TP.PRESETS["ensemble"]["members"]
+    return f"ensemble (members={k}, --preset ensemble)" if k == preset else f"ensemble (members={k})"
+
+
+FIXED = "fixed (no selection)"
 RULES = {"absolute": lambda s, t: t, "relative to the instance's highest score": lambda s, t: t * s.max()}
 
 
@@ -86,7 +94,30 @@ def threshold_rules(parser, dev, val) -> list:
         sc = validation_scores(parser, val, preds(on_val, rule, best))
         rows.append({"rule": rule, "threshold": best, "F1 (rel)": sc["val_f1_rel"], "F1 (abs)": sc["val_f1_abs"],
                      "GEBD F1@0.05": sc["val_gebd_f1_05"]})
+    for t in sorted(TP.TUNABLE["threshold"]):  # no selection at all: what the dev choice adds to the spread
+        sc = validation_scores(parser, val, preds(on_val, "absolute", t))
+        rows.append({"rule": FIXED, "threshold": t, "F1 (rel)": sc["val_f1_rel"]})
     return rows
+
+
+def thresholds_chosen(v: pd.Series) -> str:
+    """The thresholds in seed order (``0.4, 0.4, 0.3``), or how often each was chosen when there are many."""
+    if len(v) <= 10:
+        return ", ".join(f"{t:g}" for t in v)
+    return ", ".join(f"{t:g} x{n}" for t, n in sorted(v.value_counts().items()))
+
+
+def fixed_table(rules: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: the thresholds dev chose (seed 0, 1, ...) and its val spread, then
+    mean (spread) of the val F1 (rel) at each fixed absolute threshold."""
+    chosen = rules[rules.rule == "absolute"].groupby("models", sort=False)
+    out = pd.DataFrame({"dev's thresholds": chosen.threshold.agg(thresholds_chosen),
+                        "spread, dev's choice": chosen["F1 (rel)"].agg(lambda v: f"{v.max() - v.min():.4f}")})
+    fixed = rules[rules.rule == FIXED]
+    for t, at in fixed.groupby("threshold"):
+        g = at.groupby("models", sort=False)["F1 (rel)"]
+        out[f"fixed {t:g}"] = (g.mean().map("{:.3f}".format) + " (" + g.agg(lambda v: v.max() - v.min()).map("{:.3f}".format) + ")")
+    return out
 
 
 def window_dev(parser, dev) -> dict:
@@ -101,6 +132,7 @@ def window_dev(parser, dev) -> dict:
 
 
 def rule_table(rules: pd.DataFrame) -> pd.DataFrame:
+    rules = rules[rules.rule != FIXED]
     rules = rules.assign(config=rules.models + ", " + rules.rule)
     table = mean_std(rules, "config", ["F1 (rel)", "F1 (abs)", "GEBD F1@0.05"])
     table.insert(0, "spread F1 (rel)", [f"{v:.4f}" for v in spread(rules, "config", "F1 (rel)").reindex(table.index)])
@@ -111,8 +143,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/tmp/bench_demo", help="synthetic dataset folder (made if missing)")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--members", type=int, default=TP.DEFAULTS["members"])
+    ap.add_argument("--members", type=int, nargs="+", default=[TP.PRESETS["ensemble"]["members"]],
+                    help="ensemble sizes to assemble (each from its own members)")
     ap.add_argument("--modality", default="rgb+flow")
+    ap.add_argument("--dev-fraction", type=float, default=DEV_FRACTION, help="share of train carved as dev")
+    ap.add_argument("--tag", default="", help="suffix of the output files' names (transparser_stability<tag>.md)")
     ap.add_argument("--baselines", default=None, help="parsing_runs.csv whose table2 rows are the baselines")
     ap.add_argument("--work", default="/tmp/tapos_stability")
     ap.add_argument("--out", default="benchmarks/results")
@@ -123,7 +158,7 @@ def main():
     if not (data / "features.h5").exists():
         write_dataset(data, features=True, progress=False)
     ann = load_annotations(data / "tapos_annotation.json")
-    sel = selection(ann, "dev", DEV_FRACTION)
+    sel = selection(ann, "dev", args.dev_fraction)
     train = FeatureDataset(data / "features.h5", sel.fit, "all", args.modality)
     dev = FeatureDataset(data / "features.h5", sel.select, "all", args.modality)
     val = FeatureDataset(data / "features.h5", ann, "val", args.modality)
@@ -132,10 +167,10 @@ def main():
     def record(config, seed, parser, extra=None):
         rows.append({"config": config, "seed": seed, **score(parser, val)[0], **(extra or {})})
         print(f"{config:<34} seed {seed}: rel {rows[-1]['F1 (rel)']:.4f}", flush=True)
-        atomic_write_text(out / "transparser_stability.csv", pd.DataFrame(rows).to_csv(index=False))
+        atomic_write_text(out / f"transparser_stability{args.tag}.csv", pd.DataFrame(rows).to_csv(index=False))
 
-    K = args.members
-    for j in range(args.seeds * K):
+    sizes = sorted(set(args.members))
+    for j in range(args.seeds * sizes[-1]):
         singles[j], seconds = member(j, train, dev, work)
         record("single model, every seed", j, singles[j], window_dev(singles[j], dev))
         rules += [{"models": "single model, every seed", "seed": j, **r} for r in threshold_rules(singles[j], dev, val)]
@@ -143,9 +178,11 @@ def main():
             print(f"  trained in {seconds:.0f} s", flush=True)
     for s in range(args.seeds):
         record("one model (change readout, members=1)", s, singles[s])
-        ens = ensemble([singles[j] for j in range(s * K, s * K + K)], dev)
-        record(f"ensemble (members={K}, --preset ensemble)", s, ens)
-        rules += [{"models": f"ensemble (members={K})", "seed": s, **r} for r in threshold_rules(ens, dev, val)]
+        rules += [{"models": "one model (members=1)", "seed": s, **r} for r in threshold_rules(singles[s], dev, val)]
+        for K in sizes:
+            ens = ensemble([singles[j] for j in range(s * K, s * K + K)], dev)
+            record(ensemble_name(K), s, ens)
+            rules += [{"models": f"ensemble (members={K})", "seed": s, **r} for r in threshold_rules(ens, dev, val)]
         paper, _ = member(s, train, dev, work, preset="paper")
         record("paper preset", s, paper)
     runs = pd.DataFrame(rows)
@@ -155,10 +192,11 @@ def main():
     windows = every[[f"dev F1 (rel), window {w}" for w in WINDOWS]].agg(["mean", "std"]).T
     text = [
         header("transparser_stability.py"),
-        f"# TransParser over seeds ({len(train)} fit / {len(dev)} dev / {len(val)} val instances, {args.modality})",
+        f"# TransParser over seeds ({len(train)} fit / {len(dev)} dev / {len(val)} val instances, {args.modality}, "
+        f"dev fraction {args.dev_fraction:g})",
         "",
         f"Val scores, mean ± std over seeds 0..{args.seeds - 1} (the single-model row: over all "
-        f"{args.seeds * K} seeds trained); spread = max - min of the relative avg F1.",
+        f"{args.seeds * sizes[-1]} seeds trained); spread = max - min of the relative avg F1.",
         "",
         table.to_markdown(),
         "",
@@ -170,17 +208,24 @@ def main():
         "",
         rule_table(pd.DataFrame(rules)).to_markdown(),
         "",
+        "Where the remaining spread comes from: the absolute threshold each seed's dev split chose, and "
+        "the val F1 (rel) at every fixed threshold, mean (spread) over the same seeds (a diagnosis: "
+        "no threshold is chosen on val here):",
+        "",
+        fixed_table(pd.DataFrame(rules)).to_markdown(),
+        "",
     ]
     if args.baselines:
         base = pd.read_csv(args.baselines)
         base = base[base.table == "table2"][["config", "seed", "F1 (rel)"]]
-        ens = runs[runs.config.str.startswith("ensemble")][["config", "seed", "F1 (rel)"]]
-        both = pd.concat([ens.assign(config="ensemble"), base[base.seed.isin(ens.seed)]])
-        ahead_of = {c: v for c, v in ahead(both, "config", "ensemble", "F1 (rel)").items()
-                    if not c.startswith("transparser")}
-        text += [f"Ensemble ahead of each baseline of `{args.baselines}` (seeds): "
-                 + ", ".join(f"{c} {v}" for c, v in ahead_of.items()), ""]
-    atomic_write_text(out / "transparser_stability.md", "\n".join(text))
+        for K in sizes:
+            ens = runs[runs.config == ensemble_name(K)][["config", "seed", "F1 (rel)"]]
+            both = pd.concat([ens.assign(config="ensemble"), base[base.seed.isin(ens.seed)]])
+            ahead_of = {c: v for c, v in ahead(both, "config", "ensemble", "F1 (rel)").items()
+                        if not c.startswith("transparser")}
+            text += [f"Ensemble of {K} ahead of each baseline of `{args.baselines}` (seeds): "
+                     + ", ".join(f"{c} {v}" for c, v in ahead_of.items()), ""]
+    atomic_write_text(out / f"transparser_stability{args.tag}.md", "\n".join(text))
     print("\n".join(text))
 
 

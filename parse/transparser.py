@@ -160,12 +160,12 @@ class TransParser(LabellingParser, TorchParser):
                                   # min_segment); "change": peaks of the attention's change score
                                   # (--preset ensemble)
         "window": 4,              # rows averaged on each side by the change score (4 had the best
-                                  # dev F1 among 3..6 over 15 seeds, benchmarks/transparser_stability.py)
+                                  # dev F1 among 3..6 over 50 seeds, benchmarks/transparser_stability.py)
         "threshold": "auto",      # a peak of the change score (0..1) must reach this; "auto": chosen
                                   # on the selection split among TUNABLE
         "members": 1,             # models in a seed ensemble (member i trains with seed
                                   # seed * members + i); their change scores are averaged: one model
-                                  # moves by about 0.1 F1 between seeds, five by 0.025 (--preset ensemble)
+                                  # moves by 0.1-0.15 F1 between seeds, five by 0.025 (--preset ensemble)
         **LabellingParser.LABELLING_DEFAULTS,  # min_segment on the argmax pattern (1 = the paper)
     }
     TUNABLE = {**LabellingParser.TUNABLE, "threshold": (0.5, 0.3, 0.4, 0.6, 0.7, 0.8)}
