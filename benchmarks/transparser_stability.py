@@ -17,7 +17,7 @@ threshold is then tuned on dev. For seeds 0..N-1 it reports on val, mean +- std 
   is ahead of each baseline (relative avg F1, seed s against seed s).
 
     python benchmarks/transparser_stability.py [--data /tmp/bench_demo] [--seeds 5] [--members 5 10]
-        [--baselines benchmarks/results/parsing_runs.csv] [--work /tmp/tapos_stability] [--out benchmarks/results]
+        [--dev-fraction 0.1] [--tag _dev20] [--baselines benchmarks/results/parsing_runs.csv] [--work /tmp/tapos_stability] [--out benchmarks/results]
 
 Trained members are kept in ``--work`` (a rerun reuses them). Writes ``transparser_stability.csv``
 (one row per configuration and seed) and ``transparser_stability.md`` (with the command), each
@@ -110,13 +110,12 @@ def thresholds_chosen(v: pd.Series) -> str:
 def fixed_table(rules: pd.DataFrame) -> pd.DataFrame:
     """Per configuration: the thresholds dev chose (seed 0, 1, ...) and its val spread, then
     mean (spread) of the val F1 (rel) at each fixed absolute threshold."""
-    chosen = rules[rules.rule == "absolute"].groupby("models", sort=False)
-    out = pd.DataFrame({"dev's thresholds": chosen.threshold.agg(thresholds_chosen),
-                        "spread, dev's choice": chosen["F1 (rel)"].agg(lambda v: f"{v.max() - v.min():.4f}")})
-    fixed = rules[rules.rule == FIXED]
-    for t, at in fixed.groupby("threshold"):
-        g = at.groupby("models", sort=False)["F1 (rel)"]
-        out[f"fixed {t:g}"] = (g.mean().map("{:.3f}".format) + " (" + g.agg(lambda v: v.max() - v.min()).map("{:.3f}".format) + ")")
+    chosen = rules[rules.rule == "absolute"]
+    out = pd.DataFrame({"dev's thresholds": chosen.groupby("models", sort=False).threshold.agg(thresholds_chosen),
+                        "spread, dev's choice": spread(chosen, "models", "F1 (rel)").map("{:.4f}".format)})
+    for t, at in rules[rules.rule == FIXED].groupby("threshold"):
+        mean = at.groupby("models", sort=False)["F1 (rel)"].mean()
+        out[f"fixed {t:g}"] = mean.map("{:.3f}".format) + " (" + spread(at, "models", "F1 (rel)").map("{:.3f}".format) + ")"
     return out
 
 
@@ -170,15 +169,17 @@ def main():
         atomic_write_text(out / f"transparser_stability{args.tag}.csv", pd.DataFrame(rows).to_csv(index=False))
 
     sizes = sorted(set(args.members))
+    single_rules = {}  # seed -> threshold_rules of that single model (computed once, reported twice)
     for j in range(args.seeds * sizes[-1]):
         singles[j], seconds = member(j, train, dev, work)
         record("single model, every seed", j, singles[j], window_dev(singles[j], dev))
-        rules += [{"models": "single model, every seed", "seed": j, **r} for r in threshold_rules(singles[j], dev, val)]
+        single_rules[j] = threshold_rules(singles[j], dev, val)
+        rules += [{"models": "single model, every seed", "seed": j, **r} for r in single_rules[j]]
         if seconds:
             print(f"  trained in {seconds:.0f} s", flush=True)
     for s in range(args.seeds):
         record("one model (change readout, members=1)", s, singles[s])
-        rules += [{"models": "one model (members=1)", "seed": s, **r} for r in threshold_rules(singles[s], dev, val)]
+        rules += [{"models": "one model (members=1)", "seed": s, **r} for r in single_rules[s]]
         for K in sizes:
             ens = ensemble([singles[j] for j in range(s * K, s * K + K)], dev)
             record(ensemble_name(K), s, ens)
