@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .annotations import SPLITS, SUBSETS, load_annotations, save_annotations
 from .cli_utils import TaposGroup, echo_table, parse_overrides
@@ -45,7 +44,16 @@ def main():
                    "classes that differ only by a brief sub-action of their own (800 instances).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override any generator default (see tapos.data.synth.DEFAULTS), value as JSON.")
-def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dtype, preset, overrides):
+@click.option("--like", "like", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="ANNOTATIONS",
+              help="Lay the synthetic content over the real structure of this annotation file (TAPOS json or "
+                   "GEBD .pkl/.json): its instances' frame counts, fps, boundaries, splits, ids and classes "
+                   "(drawn with TAPOS-like skewed sizes where the file has none). Repeatable; not with "
+                   "--instances or --sources.")
+@click.option("--max-instances", "max_instances", multiple=True, type=click.IntRange(1), metavar="N",
+              help="With --like: at most N instances of the file, drawn with the seed. Once for every --like, "
+                   "or once per --like in the same order.")
+def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dtype, preset, overrides, like,
+          max_instances):
     """Write a synthetic TAPOS-like dataset to OUT_DIR.
 
     \b
@@ -56,17 +64,38 @@ def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dty
       OUT_DIR/features.h5            with --features: schema tapos-features/1, one row per frame
       OUT_DIR/videos/<key>.mp4       with --videos: one small video per instance
       OUT_DIR/sources/<id>.mp4       with --sources: the source videos, instances at their times
+
+    With --like, the instances are those of real annotation files (every one, or --max-instances
+    per file): frame counts, fps, boundaries, splits, ids and classes are the file's, only the
+    content is synthetic. A GEBD video whose file name names no split goes to train or val by
+    val_fraction per YouTube id; classes absent from the file are drawn over --classes.
+
     \b
     Examples: tapos-data synth demo/ --features --videos
               tapos-data synth tsn/ --features --preset signature --seed 11
+              tapos-data synth tapos_like/ --like ../shared/tapos_gt/tapos_gt_train.pkl --max-instances 1200 \\
+                  --like ../shared/tapos_gt/tapos_gt_val.pkl --max-instances 300 --features
     """
     from .synth import DEFAULTS, write_dataset
 
+    if like and instances is not None:
+        raise TaposError("--instances cannot be used with --like (the instances are those of the --like files; "
+                         "use --max-instances)")
+    if like and sources:
+        raise TaposError("--sources cannot be used with --like: the real shot layout (where each instance lies in "
+                         "its source video) is not known for GEBD files")
+    if max_instances and not like:
+        raise TaposError("--max-instances needs --like")
+    if len(max_instances) > 1 and len(max_instances) != len(like):
+        raise TaposError(f"--max-instances given {len(max_instances)} times for {len(like)} --like files "
+                         f"(give it once for every file, or once per --like, in the same order)")
     extra = parse_overrides(overrides, DEFAULTS)
     if dim is not None:
         extra["dim"] = dim
     if dtype is not None:
         extra["dtype"] = dtype
+    if like:
+        extra.update(like=list(like), max_instances=list(max_instances) or None)
     paths = write_dataset(out_dir, instances, classes, seed, features=features, videos=videos, sources=sources,
                           preset=preset, **extra)
     ann = load_annotations(paths["annotations"])
@@ -170,19 +199,19 @@ def convert(src, dst, target, split, lenient):
 def uniform_boundaries(annotations, out, split, segments, seconds):
     """Evenly spaced boundaries for every instance: the chance-level reference a parser must beat.
 
-    Frames are relative to the instance start in annotation frames (TAPOS protocol); --seconds
-    gives seconds from the instance start (GEBD protocol).
+    The prior parser with a fixed count (tapos-parse train --method prior --set count=K; see
+    tapos.data.priors), without a model: boundary i of n-1 at i/n of the instance. Frames are
+    relative to the instance start in annotation frames, fractional (TAPOS protocol); --seconds
+    gives seconds from the instance start (GEBD protocol). tapos-evaluate prints the prior's lines
+    under every score by itself.
 
     Example: tapos-data uniform-boundaries tapos_annotation.json --split val --out pred.json
     """
     from .predictions import save_predictions
+    from .priors import BoundaryPrior, prior_predictions
 
     ann = load_annotations(annotations).split(split)
-    preds = {}
-    for key, inst in ann.items():
-        cuts = np.arange(1, segments) * inst.total_frames / segments
-        frames = np.round(cuts).astype(int)
-        preds[key] = (frames / inst.fps) if seconds else frames
+    preds = prior_predictions(BoundaryPrior(count=segments - 1), ann.values(), seconds)
     save_predictions(preds, out)
     click.echo(f"wrote {len(preds)} predictions ({segments} equal segments, "
                f"{'seconds' if seconds else 'frames'}) to {out}")

@@ -12,9 +12,11 @@ video becomes a :class:`GebdInstance` keyed by its GEBD key, with:
 - **its consistency** ``f1_consis_avg``: training skips videos below ``tapos.data.gebd.MIN_CONSISTENCY`` (0.3)
   (:func:`tapos.data.selection.selection`), as the GEBD protocol skips them in evaluation;
 - **its class**: an integer ``action``, else ``label``/``class`` (names are numbered in sorted
-  order), else the folder of ``path_video`` (Kinetics' ``<class>/<video>.mp4``); without any,
-  ``UNKNOWN_ACTION`` (TransParser then trains without its class loss; ``tapos-tsn`` and
-  ``tapos-parse analyze`` refuse, see :func:`require_classes`);
+  order), else the folder of ``path_video`` (Kinetics' ``<class>/<video>.mp4``), but only when the
+  file's folders give at least two distinct classes (TAPOS' GEBD files keep every video in one
+  ``videos/`` folder, which is no class); without any, ``UNKNOWN_ACTION`` (TransParser then
+  trains without its class loss; ``tapos-tsn`` and ``tapos-parse analyze`` refuse, see
+  :func:`require_classes`);
 - **its subset**: its ``subset`` field, else the split the file name names as a word (``train``,
   ``val``, ``validation``, ``test``: ``k400_val_raw_annotation.pkl`` is val), else ``"all"``: it
   belongs to every split.
@@ -99,6 +101,9 @@ def gebd_annotations(raw, path) -> Annotations:
     """A parsed GEBD-layout file as :class:`Annotations` of :class:`GebdInstance`."""
     videos = gebd_from_dict(raw, path)
     labels = {k: _label(v.extra) for k, v in videos.items()}
+    folder_keys = [k for k, v in videos.items() if labels[k] is None and _folder(v.extra) is not None]
+    if len({_folder(videos[k].extra) for k in folder_keys}) >= 2:  # one folder for all is no class
+        labels.update({k: _folder(videos[k].extra) for k in folder_keys})
     names = sorted({lab for lab in labels.values() if isinstance(lab, str)})
     default_subset = _subset_of_name(Path(str(path)).stem)
     out = []
@@ -111,12 +116,18 @@ def gebd_annotations(raw, path) -> Annotations:
 
 
 def _label(extra: Mapping):
+    """An explicit class field (``action``, ``label``, ``class``), else ``None``."""
     for name in ("action", "label", "class"):
         value = extra.get(name)
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
             return int(value)
         if isinstance(value, str) and value:
             return value
+    return None
+
+
+def _folder(extra: Mapping):
+    """The folder of ``path_video`` (Kinetics' ``<class>/<video>.mp4``), else ``None``."""
     parts = Path(str(extra.get("path_video", ""))).parts
     return parts[-2] if len(parts) >= 2 else None
 
@@ -155,5 +166,6 @@ def require_classes(annotations: Annotations, who: str) -> None:
     unknown = [k for k, inst in annotations.items() if inst.action == UNKNOWN_ACTION]
     if unknown:
         raise TaposError(f"{annotations.path}: {len(unknown)} of {len(annotations)} videos carry no class label "
-                         f"(first: {unknown[0]}; a GEBD record needs 'action', 'label' or 'path_video'); "
+                         f"(first: {unknown[0]}; a GEBD record needs 'action', 'label' or 'path_video' "
+                         f"in per-class folders); "
                          f"{who} classifies actions and needs them")

@@ -66,9 +66,11 @@ def summary_table(annotations: Annotations) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["statistic", "value"]).set_index("statistic")
 
 
-def boundary_positions(annotations: Annotations) -> np.ndarray:
-    """Every internal boundary as a fraction of its instance's length (0..1)."""
-    pos = [b / i.total_frames for i in annotations.values() for b in i.boundaries]
+def boundary_positions(instances) -> np.ndarray:
+    """Every internal boundary as a fraction of its instance's length (0..1); ``instances``:
+    ``Annotations`` or any iterable of ``Instance`` records."""
+    records = instances.values() if isinstance(instances, Annotations) else instances
+    pos = [b / i.total_frames for i in records for b in i.boundaries]
     return np.asarray(pos, dtype=np.float64)
 
 

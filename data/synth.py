@@ -15,6 +15,12 @@ What makes it TAPOS-like (paper sections 3-4):
 
 The planted truth (class templates, prototype of every segment) is written to ``synth_truth.json``
 so later stages can measure whether they recover shared sub-actions.
+
+With ``like=[annotation files]`` (``tapos-data synth OUT --like FILE``) the generator draws no
+structure of its own: every instance of the files (or ``max_instances`` of them per file) keeps
+its frame count, frame rate, boundaries, split, ids and class, and only what is laid over that
+structure (prototype sequences, latent, noise, camera moves, features, videos) is synthetic; see
+:func:`generate`.
 """
 from __future__ import annotations
 
@@ -24,11 +30,12 @@ import string
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .annotations import Instance, save_annotations
+from .annotations import INSTANCE_ID_RE, SUBSETS, UNKNOWN_ACTION, Instance, load_annotations, save_annotations
+from .errors import TaposError
 from .gebd import GebdVideo, save_gebd
 from .io import atomic_path, atomic_write_text
 from .options import OptionError, apply_options
@@ -274,19 +281,33 @@ def _frames(cfg, world, si: SynthInstance, rng):
 
 
 def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None, seed: int = 0,
-             preset: str = "default", **overrides):
+             preset: str = "default", like: Optional[Sequence] = None,
+             max_instances: Union[None, int, Sequence] = None, **overrides):
     """Build the synthetic instances in memory. Returns ``(config, world, [SynthInstance])``.
     Settings: :data:`DEFAULTS`, then the :data:`PRESETS` entry ``preset``, then the counts and
-    ``overrides``."""
+    ``overrides``.
+
+    ``like``: annotation files (TAPOS or GEBD layout) whose real structure the instances take
+    instead of drawing their own (see :func:`_like_instances`); ``max_instances``: at most this
+    many instances per file (one number for every file, or one per file, ``None`` for all),
+    drawn with the seeded generator. ``n_instances`` makes no sense then and is refused."""
     if preset not in PRESETS:
         raise OptionError(f"synthetic dataset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     cfg = {**DEFAULTS, **PRESETS[preset]}
+    if like:
+        if n_instances is not None:
+            raise TaposError("synthetic dataset: --instances cannot be used with --like "
+                             "(the instances are those of the --like files; use --max-instances)")
+    elif max_instances is not None:
+        raise TaposError("synthetic dataset: --max-instances needs --like")
     if n_instances is not None:
         cfg["instances"] = n_instances
     if n_classes is not None:
         cfg["classes"] = n_classes
     cfg = apply_options(cfg, overrides, "synthetic dataset")
     cfg["seed"], cfg["preset"] = seed, preset
+    if like:
+        return _generate_like(cfg, like, max_instances)
     rng = np.random.default_rng(seed)
     world = _World(cfg, rng)
     n, C = cfg["instances"], cfg["classes"]
@@ -328,6 +349,121 @@ def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None,
     return cfg, world, out
 
 
+def _class_weights(C: int) -> np.ndarray:
+    """TAPOS-like skewed class sizes: class ``c`` has weight ``8 ** (-c / (C - 1))`` (the largest
+    class 8 times the smallest, as high jump (>1,600 instances) to beam (200), paper section 3.2)."""
+    w = 8.0 ** (-np.arange(C) / max(C - 1, 1))
+    return w / w.sum()
+
+
+def _like_protos(cfg, world, c: int, K: int, rng) -> list:
+    """Prototypes of ``K`` segments following the template of class ``c``: spread evenly over the
+    template when it is at least as long, else repeated cyclically; a prototype equal to the
+    previous segment's is replaced by another of the shared pool (not the next one's either)."""
+    t = world.templates[c]
+    n = len(t)
+    seq = [t[(k * n) // K] for k in range(K)] if K <= n else [t[k % n] for k in range(K)]
+    for k in range(1, K):
+        if seq[k] == seq[k - 1]:
+            avoid = {seq[k - 1], seq[k + 1]} if k + 1 < K else {seq[k - 1]}
+            choices = [p for p in range(cfg["pool"]) if p not in avoid]
+            choices = choices or [p for p in range(cfg["pool"]) if p != seq[k - 1]]
+            if not choices:
+                raise OptionError(f"synthetic dataset: pool={cfg['pool']} is too small for --like "
+                                  f"(consecutive sub-actions need different prototypes; use pool >= 2)")
+            seq[k] = int(rng.choice(choices))
+    return [int(p) for p in seq]
+
+
+def _like_files(like, max_instances) -> list:
+    """``[(path, max_instances or None)]`` from the ``like``/``max_instances`` arguments."""
+    like = [like] if isinstance(like, (str, os.PathLike)) else list(like)
+    if max_instances is None or isinstance(max_instances, (int, np.integer)):
+        caps = [max_instances] * len(like)
+    else:
+        caps = list(max_instances)
+        if len(caps) == 1:
+            caps = caps * len(like)
+        elif len(caps) != len(like):
+            raise TaposError(f"synthetic dataset: --max-instances given {len(caps)} times for {len(like)} --like "
+                             f"files (give it once for every file, or once per --like, in the same order)")
+    for cap in caps:
+        if cap is not None and (not isinstance(cap, (int, np.integer)) or cap < 1):
+            raise TaposError(f"synthetic dataset: --max-instances {cap!r} is not a positive integer")
+    return [(Path(p), None if c is None else int(c)) for p, c in zip(like, caps)]
+
+
+def _like_instance(inst, counters: dict) -> Instance:
+    """The output record of a source instance: its TAPOS ids when its key has them, else a made
+    instance id ``s<n>_0_000_<sec>_<msec>`` from its duration (``n`` counts per YouTube id)."""
+    if INSTANCE_ID_RE.match(inst.instance_id or ""):
+        return Instance(inst.youtube_id, inst.instance_id, inst.action, inst.subset, inst.total_frames,
+                        tuple(inst.substages), tuple(inst.shot_timestamps))
+    ms = max(1, int(round(inst.duration * 1000)))
+    n = counters[inst.youtube_id] = counters.get(inst.youtube_id, 0) + 1
+    iid = f"s{n:05d}_0_000_{ms // 1000}_{ms % 1000:03d}"
+    shot = tuple(inst.shot_timestamps) if len(inst.shot_timestamps) == 2 else (0.0, ms / 1000.0)
+    return Instance(inst.youtube_id, iid, inst.action, inst.subset, inst.total_frames,
+                    tuple(inst.substages), shot)
+
+
+def _generate_like(cfg, like, max_instances):
+    """The instances of real annotation files with synthetic content (``generate(like=...)``).
+
+    Per instance of each file (file order; with a cap, that many drawn without replacement and
+    kept in file order): its ``total_frames``, frame rate, boundaries, subset, YouTube and
+    instance id (made from the duration when the key is no TAPOS key) and shot timestamps.
+    A GEBD video in every split (``"all"``: the file name names none) goes to ``val`` or
+    ``train`` per YouTube id, ``val_fraction`` of the ids to ``val``. Its class is the file's,
+    else drawn with TAPOS-like skewed sizes (:func:`_class_weights`) over ``classes``; the world
+    has templates for every real class id too. The prototype sequence follows the class template
+    (:func:`_like_protos`). Random draws, in order: the world, the caps, the splits, the classes,
+    the prototype sequences."""
+    files = _like_files(like, max_instances)
+    sources = []
+    for path, cap in files:
+        ann = load_annotations(path)
+        if len(ann) == 0:
+            raise TaposError(f"{path}: no instances")
+        sources.append((path, cap, list(ann.values())))
+    drawn_classes = int(cfg["classes"])
+    real = [i.action for _, _, insts in sources for i in insts if i.action != UNKNOWN_ACTION]
+    if real:
+        cfg["classes"] = max(drawn_classes, max(real) + 1)  # a template for every real class id
+    rng = np.random.default_rng(cfg["seed"])
+    world = _World(cfg, rng)
+    picked, report = [], []
+    for path, cap, insts in sources:
+        idx = np.arange(len(insts))
+        if cap is not None and cap < len(insts):
+            idx = np.sort(rng.choice(len(insts), size=cap, replace=False))
+        picked += [(path, insts[j]) for j in idx]
+        report.append({"path": str(path), "max_instances": cap, "instances": int(len(idx))})
+    anywhere = list(dict.fromkeys(i.youtube_id for _, i in picked if i.subset not in SUBSETS))
+    n_val = int(round(cfg["val_fraction"] * len(anywhere)))
+    val_ids = {anywhere[j] for j in rng.choice(len(anywhere), size=n_val, replace=False)} if anywhere else set()
+    unknown = [k for k, (_, i) in enumerate(picked) if i.action == UNKNOWN_ACTION]
+    drawn = rng.choice(drawn_classes, size=len(unknown), p=_class_weights(drawn_classes))
+    actions = [i.action for _, i in picked]
+    for k, c in zip(unknown, drawn):
+        actions[k] = int(c)
+    out, counters, seen = [], {}, {}
+    for (path, src), action in zip(picked, actions):
+        subset = src.subset if src.subset in SUBSETS else ("val" if src.youtube_id in val_ids else "train")
+        inst = _like_instance(src, counters)
+        inst = Instance(inst.youtube_id, inst.instance_id, int(action), subset, inst.total_frames,
+                        inst.substages, inst.shot_timestamps)
+        if inst.key in seen:
+            raise TaposError(f"{path}: instance {inst.key} is also in {seen[inst.key]} "
+                             f"(every --like instance must have its own key)")
+        seen[inst.key] = path
+        protos = _like_protos(cfg, world, inst.action, inst.num_subactions, rng)
+        out.append(SynthInstance(inst, protos, inst.fps))
+    cfg["instances"] = len(out)
+    cfg["like"] = report
+    return cfg, world, out
+
+
 def _annotators(cfg, si: SynthInstance, rng) -> list:
     inst = si.instance
     dur = inst.duration
@@ -363,6 +499,7 @@ def _source_frames(cfg, world, group, seeds):
 
 def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, features: bool = False,
                   videos: bool = False, sources: bool = False, progress: bool = True, preset: str = "default",
+                  like: Optional[Sequence] = None, max_instances: Union[None, int, Sequence] = None,
                   **overrides) -> dict:
     """Write the synthetic dataset to ``out_dir``; returns the paths written.
 
@@ -372,14 +509,20 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
     ``features.h5`` (schema tapos-features/1, one row per frame). With ``videos``:
     ``videos/<key>.mp4``. With ``sources``: ``sources/<youtube_id>.mp4``, the full source videos the
     instances are cut from (same frames as ``videos``; long unless ``first_shot_max`` is small).
+    ``like``/``max_instances``: the real structure of annotation files (see :func:`generate`);
+    ``sources`` is refused then.
     """
     from tqdm import tqdm
 
     from .features import ExtractionSettings, FeatureWriter
 
+    if like and sources:
+        raise TaposError("synthetic dataset: --sources cannot be used with --like: the real shot layout (where "
+                         "each instance lies in its source video) is not known for GEBD files")
+    cfg, world, items = generate(n_instances, n_classes, seed, preset, like=like, max_instances=max_instances,
+                                 **overrides)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg, world, items = generate(n_instances, n_classes, seed, preset, **overrides)
     paths = {"annotations": out_dir / "tapos_annotation.json"}
     save_annotations([si.instance for si in items], paths["annotations"])
     seeds = np.random.SeedSequence(seed).spawn(3)

@@ -15,7 +15,8 @@ from tapos.data.version import __version__
 
 from .protocols import (MIN_CONSISTENCY, evaluate_gebd, evaluate_tapos, evaluate_tapos_by_class, human_agreement,
                         human_rounds)
-from .report import class_table, plot_by_class, plot_result, result_tables
+from .reference import headline, margins, reference_lines
+from .report import class_table, plot_by_class, plot_result, reference_table, result_tables
 
 
 @click.group(cls=TaposGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,22 +53,67 @@ def _warn(counts: dict) -> None:
                    err=True)
 
 
-def _report(result, json_out, plot, title) -> None:
+def _report(result, json_out, plot, title, reference=None) -> None:
     for name, table in result_tables(result).items():
         click.echo(f"== {title}: {name} thresholds ({result.counts['videos']} videos)")
         echo_table(table)
     _warn(result.counts)
+    out = result.to_json()
+    if reference is not None:
+        out.update(_echo_reference(result, title, *reference))
     if json_out:
-        atomic_write_text(json_out, json.dumps(result.to_json(), indent=1))
+        atomic_write_text(json_out, json.dumps(out, indent=1))
         click.echo(f"wrote {json_out}")
     if plot:
         click.echo(f"wrote {plot_result(result, plot, title)}")
+
+
+def _prior_source(evaluated, prior_from):
+    """``(training instances, where they come from)`` for the prior lines: the evaluated file's
+    train split, or ``--prior-from``'s (all of it when it names no split); ``(None, why not)``."""
+    if prior_from is not None:
+        ann = load_annotations(prior_from)
+        train = [i for i in ann.values() if i.subset == "train"]
+        return (train, f"{prior_from}, train split") if train else (list(ann.values()), f"{prior_from}, every instance")
+    train = [i for i in evaluated.values() if i.subset == "train"]  # not "all": a GEBD file naming no split
+    if train:
+        return train, f"{evaluated.path}, train split"
+    return None, f"{evaluated.path} has no train split (pass --prior-from TRAIN_FILE for the prior lines)"
+
+
+def _echo_reference(result, title, lines, source) -> dict:
+    """Print the reference lines and the method's margins; return them for --json."""
+    what = f"the prior reads {source}" if any(ln.prior for ln in lines) else f"no prior lines: {source}"
+    click.echo(f"== reference lines ({title} protocol): content-free boundaries; {what}")
+    margin = margins(result, lines)
+    echo_table(reference_table(headline(result), {ln.name: headline(ln.result) for ln in lines}, margin))
+    for ln in lines:
+        click.echo(f"  {ln.label}")
+    return {"reference": {ln.name: ln.to_json() for ln in lines}, "prior_source": source,
+            "margin": {f"over_{name}": m for name, m in margin.items()}}
+
+
+def _reference_for(protocol, evaluated, instances, prior_from, **kw):
+    """The ``reference`` argument of ``_report``: ``(lines, source)``."""
+    train, source = _prior_source(evaluated, prior_from)
+    overlap = sum(1 for i in train or () if i.key in instances)
+    if overlap:
+        click.echo(f"warning: the prior reads {overlap} of the evaluated instances ({source})", err=True)
+    return reference_lines(protocol, instances.values(), train, **kw), source
 
 
 _json_opt = click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
                          help="Write the scores as JSON (documented shape, see README).")
 _plot_opt = click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
                          help="Write precision/recall/F1 against the threshold as a PNG (paper Figure 7).")
+
+
+def _reference_opts(f):
+    f = click.option("--no-reference", is_flag=True,
+                     help="Do not score the reference lines (prior, prior-best, oracle-count) under the table.")(f)
+    return click.option("--prior-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Annotation file (either layout) whose train split (or, naming none, every "
+                             "instance) the prior lines read; default: the evaluated file's train split.")(f)
 
 
 @main.command()
@@ -77,13 +123,25 @@ _plot_opt = click.option("--plot", type=click.Path(dir_okay=False, path_type=Pat
 @_plot_opt
 @click.option("--min-consistency", type=float, default=MIN_CONSISTENCY, show_default=True,
               help="Skip videos whose f1_consis_avg is below this (the challenge uses 0.3).")
-def gebd(gt, pred, json_out, plot, min_consistency):
+@_reference_opts
+def gebd(gt, pred, json_out, plot, min_consistency, prior_from, no_reference):
     """GEBD protocol: GT (Kinetics-GEBD .json/.pkl) against PRED ({key: [seconds, ...]}).
 
-    Example: tapos-evaluate gebd val.pkl pred.json --json scores.json
+    Under the scores, the reference lines (content-free boundaries, tapos.evaluate.reference):
+    the prior (train median count, equally spaced), prior-best (the count best on train) and
+    oracle-count (each video's true count: reads the evaluated file), with the method's margin
+    over the two train-only lines. A val file has no train split: pass --prior-from.
+
+    Example: tapos-evaluate gebd val.pkl pred.json --prior-from train.pkl --json scores.json
     """
-    result = evaluate_gebd(load_gebd(gt), load_predictions(pred), min_consistency=min_consistency)
-    _report(result, json_out, plot, "GEBD")
+    videos = load_gebd(gt)
+    result = evaluate_gebd(videos, load_predictions(pred), min_consistency=min_consistency)
+    reference = None
+    if not no_reference:
+        evaluated = load_annotations(gt)
+        reference = _reference_for("gebd", evaluated, evaluated, prior_from, gebd=videos,
+                                   min_consistency=min_consistency)
+    _report(result, json_out, plot, "GEBD", reference)
 
 
 @main.command()
@@ -95,19 +153,26 @@ def gebd(gt, pred, json_out, plot, min_consistency):
 @click.option("--by-class", is_flag=True,
               help="Also score each action class: a table, PLOT_by_class.png with --plot and "
                    "JSON_by_class.json with --json.")
-def tapos(annotations, pred, split, json_out, plot, by_class):
+@_reference_opts
+def tapos(annotations, pred, split, json_out, plot, by_class, prior_from, no_reference):
     """TAPOS protocol: tapos_annotation.json against PRED ({key: [frame, ...]}).
 
-    Frames are relative to the instance start, in annotation frames.
+    Frames are relative to the instance start, in annotation frames. Under the scores, the
+    reference lines (content-free boundaries, tapos.evaluate.reference): the prior (the train
+    split's median count, equally spaced), prior-best (the count best on train) and oracle-count
+    (each instance's true count: reads the evaluated split), with the method's margin over the
+    two train-only lines.
 
     Example: tapos-evaluate tapos tapos_annotation.json pred.json --split val --plot f1.png
     """
-    instances = load_annotations(annotations).split(split)
+    ann = load_annotations(annotations)
+    instances = ann.split(split)
     if len(instances) == 0:
         raise click.ClickException(f"{annotations}: split {split!r} has no instances")
     preds = load_predictions(pred)
     result = evaluate_tapos(instances, preds)
-    _report(result, json_out, plot, "TAPOS")
+    reference = None if no_reference else _reference_for("tapos", ann, instances, prior_from)
+    _report(result, json_out, plot, "TAPOS", reference)
     if by_class:
         per_class = evaluate_tapos_by_class(instances, preds)
         click.echo("== per class (average over thresholds)")

@@ -27,6 +27,18 @@ def result_tables(result: EvaluationResult) -> dict:
     return tables
 
 
+_HEADLINE_NAMES = {"f1@0.05": "F1@0.05", "avg_f1": "avg F1", "avg_f1_rel": "avg F1 (rel)",
+                   "avg_f1_abs": "avg F1 (abs)"}
+
+
+def reference_table(method: dict, lines: dict, margins: dict) -> pd.DataFrame:
+    """The method's headline numbers, each reference line's, and the method's margin over the
+    train-only lines (``tapos.evaluate.reference``), one row each."""
+    rows = {"method": method, **lines, **{f"method - {name}": m for name, m in margins.items()}}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    return df.rename(columns=_HEADLINE_NAMES)
+
+
 def class_table(by_class: dict) -> pd.DataFrame:
     rows = []
     for action, res in by_class.items():

@@ -6,7 +6,7 @@ row extends ``LabellingParser`` and writes only its labels; one trained by gradi
 ``TorchParser`` and writes its model and losses. ``PARSERS`` maps method names to classes
 (``tapos-parse methods`` lists them with their options).
 """
-from . import ctm, embed, isba, kcpd, kmeans, pa, tcn, transparser, tsm  # noqa: F401  (registers the methods)
+from . import ctm, embed, isba, kcpd, kmeans, pa, prior, tcn, transparser, tsm  # noqa: F401  (registers the methods)
 from .base import FitOptions, LabellingParser, Parser, TorchParser
 from .registry import PARSERS, get_parser
 from .validation import predict_dataset, validation_scores

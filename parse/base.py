@@ -64,6 +64,7 @@ class Parser:
     # candidates (the first is used when there is no selection split).
     TUNABLE: dict = {}
     normalize = True  # standardize features with training statistics before the method sees them
+    reads_features = True  # False for a content-free reference (prior): tests and tables treat it as chance
     has_epochs = False  # whether FitOptions.epochs means anything to the method
     # Named sets of option values (``preset="paper"``: the method as its paper describes it, where
     # our defaults deviate); applied over DEFAULTS, under explicit options.
@@ -134,11 +135,13 @@ class Parser:
         """Rows (1..T-1) where a new sub-action starts, for normalized features ``x (T, D)``."""
         raise NotImplementedError
 
-    def predict(self, features: np.ndarray, frames=None) -> np.ndarray:
+    def predict(self, features: np.ndarray, frames=None, instance=None) -> np.ndarray:
         """Boundaries of one instance in annotation frames (``frames[t]``: row t's position in
         annotation frames, :func:`tapos.data.clock.row_frames`; default: row t is frame t),
         placed by the clock's rule (:func:`tapos.data.clock.row_boundary_frames`: halfway
-        between the rows either side). Instances of fewer than 2 rows have none."""
+        between the rows either side). Instances of fewer than 2 rows have none. ``instance``:
+        its annotation record when there is one; no method reads it except the content-free
+        ``prior`` (its length in frames and, with ``count=class-median``, its class)."""
         x = self.transform(features)
         if frames is None:
             frames = np.arange(x.shape[0], dtype=np.float64)

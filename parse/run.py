@@ -123,8 +123,8 @@ def predict(model_dir, features, annotations=None, split: str = RUN_DEFAULTS["sp
         ds = FeatureDataset(reader, ann, split, modality)
         for i in tqdm(range(len(ds)), desc="predict", unit="inst", disable=not progress):
             item = ds[i]
-            frames = parser.predict(item["features"].numpy(), item["frames"].numpy())
             inst = ann[item["key"]]
+            frames = parser.predict(item["features"].numpy(), item["frames"].numpy(), inst)
             out[item["key"]] = frames_to_seconds(frames, inst.fps) if seconds else frames
         return out
     keys = reader.keys()

@@ -39,7 +39,7 @@ def show_instance(model_dir, features, annotations, key: Optional[str], out, vid
         raise TaposError(f"{features}: no features for instance {key!r}")
     item = FeatureDataset(reader, Annotations([inst], ann.path), "all", modality)[0]
     x, frames = item["features"].numpy(), item["frames"].numpy()
-    predicted = frames_to_seconds(parser.predict(x, frames), inst.fps)
+    predicted = frames_to_seconds(parser.predict(x, frames, inst), inst.fps)
     truth = [b / inst.fps for b in inst.boundaries]
     responses = parser.patterns(x)
     labels = parser.pattern_labels(x, responses) if responses is not None else None

@@ -15,7 +15,7 @@ def predict_dataset(parser, dataset, progress: bool = False) -> dict:
     out = {}
     for i in tqdm(range(len(dataset)), desc="predict", unit="inst", disable=not progress, leave=False):
         item = dataset[i]
-        out[item["key"]] = parser.predict(item["features"].numpy(), item["frames"].numpy())
+        out[item["key"]] = parser.predict(item["features"].numpy(), item["frames"].numpy(), dataset.instances[i])
     return out
 
 

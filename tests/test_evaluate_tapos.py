@@ -108,7 +108,9 @@ def test_cli_gebd_and_human(annotation_file, tmp_path, cli):
     out = tmp_path / "g.json"
     proc = cli("tapos-evaluate", "gebd", gt, pred, "--json", out)
     js = json.loads(out.read_text())
-    assert set(js) == {"protocol", "relative"} and js["protocol"] == "gebd"
+    assert set(js) == {"protocol", "relative", "reference", "prior_source", "margin"} and js["protocol"] == "gebd"
+    cli("tapos-evaluate", "gebd", gt, pred, "--json", out, "--no-reference")
+    assert set(json.loads(out.read_text())) == {"protocol", "relative"}  # no absolute thresholds in GEBD
     # 3 of 4 positives (the other video has no prediction), 3 of 3 detections
     assert js["relative"]["precision"][0] == 1.0 and js["relative"]["recall"][0] == 0.75
     assert "1 prediction keys are not in the ground truth" in proc.stderr

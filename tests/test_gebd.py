@@ -113,3 +113,27 @@ def test_malformed_gebd_records(tmp_path, record, message):
     with pytest.raises(AnnotationError, match=message) as err:
         load_gebd(path)
     assert "video vid" in str(err.value)
+
+
+def test_one_video_folder_is_no_class(tmp_path):
+    """TAPOS' GEBD files keep every video in one ``videos/`` folder: that is no class; folders
+    count as classes only when they give at least two; explicit fields always count."""
+    from tapos.data.annotations import UNKNOWN_ACTION
+
+    def record(folder, **extra):
+        return {"num_frames": 50, "fps": 25.0, "video_duration": 2.0, "substages_timestamps": [[1.0]],
+                "f1_consis": [1.0], "f1_consis_avg": 1.0,
+                "path_video": f"/workspace/GEBD/data/TAPOS/{folder}/clip.mp4", **extra}
+
+    keys = ["aaaaaaaaaaa_s00001_0_000_2_000", "bbbbbbbbbbb_s00002_1_000_3_000", "ccccccccccc_s00001_0_500_2_500"]
+    one = tmp_path / "tapos_gt_val.pkl"
+    one.write_bytes(pickle.dumps({k: record("videos") for k in keys}, protocol=4))
+    ann = load_annotations(one)
+    assert [i.action for i in ann.values()] == [UNKNOWN_ACTION] * 3 and {i.subset for i in ann.values()} == {"val"}
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({k: record(folder) for k, folder in zip(keys, ["vault", "jump", "vault"])}))
+    assert [i.action for i in load_annotations(two).values()] == [1, 0, 1]  # names numbered in sorted order
+    explicit = tmp_path / "explicit.json"
+    explicit.write_text(json.dumps({keys[0]: record("videos", action=7), keys[1]: record("videos", label="beam"),
+                                    keys[2]: record("videos")}))
+    assert [i.action for i in load_annotations(explicit).values()] == [7, 0, UNKNOWN_ACTION]
