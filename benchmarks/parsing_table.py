@@ -20,6 +20,16 @@ seeds; tables give mean ± std and the seeds in which one row is ahead of anothe
 
     python benchmarks/parsing_table.py [--data demo] [--seeds 5] [--jobs 2] [--no-table3]
         [--set transition=1.5 --set drift_in_segment=1.0 --tag _hard] [--resume] [--out benchmarks/results]
+    python benchmarks/parsing_table.py --data /tmp/tapos_like --tag _tapos_like \
+        --like ../shared/tapos_gt/tapos_gt_train.pkl --max-instances 1200 \
+        --like ../shared/tapos_gt/tapos_gt_val.pkl --max-instances 300
+
+``--like FILE --max-instances N`` (repeatable) makes ``--data`` with ``tapos-data synth --like``:
+synthetic features over the real structure of those annotation files (TAPOS: median 1-2
+boundaries). Every table has the chance rows: ``prior`` (the fit split's median count, equally
+spaced), ``prior (dev)`` (its count chosen on dev) and ``oracle-count`` (each val instance's true
+count, equally spaced: reads val, a ceiling, never a method), and the column "ahead of prior
+(seeds)": in how many seeds a row beats ``prior (dev)`` on GEBD F1@0.05 and on GEBD avg.
 
 ``--set`` generates ``--data`` with those synthetic settings when it is missing (``seed=N``: another
 draw of the dataset; a folder generated with other settings is refused). ``--methods``: only those
@@ -41,6 +51,7 @@ import pandas as pd
 from seeds import ahead, header, mean_std, spread
 from tapos.data import FeatureDataset, TaposError, load_annotations
 from tapos.data.io import atomic_write_text
+from tapos.data.priors import oracle_count_predictions
 from tapos.data.cli_utils import parse_overrides
 from tapos.data.plotting import pyplot, save_figure
 from tapos.data.selection import DEV_FRACTION, selection
@@ -55,6 +66,8 @@ NAMES = {"f1_rel": "F1 (rel)", "f1_abs": "F1 (abs)", "rec_rel": "recall (rel)", 
          "prec_rel": "precision (rel)", "prec_abs": "precision (abs)", "gebd_f1_05": "GEBD F1@0.05",
          "gebd_avg": "GEBD avg", "boundaries_per_instance": "boundaries/inst"}
 PA_RACE = ["GEBD F1@0.05", "GEBD avg", "F1 (abs)"]  # issue #15: a label-free method beats PA on these
+PRIOR = "prior (dev)"  # the chance row every method is compared with (its count chosen on dev)
+ORACLE = "oracle-count"
 
 
 def label_free() -> list:
@@ -79,6 +92,9 @@ def jobs(table3: bool) -> list:
         auto = {k: "auto" for k in PARSERS[name].TUNABLE if tunable(name, k)}
         out.append({"job": f"{name} (dev)", "method": name, "cfg": auto, "select": "dev"})
     out += [{"job": n, "method": n, "cfg": {}, "select": "dev"} for n in SUPERVISED]
+    out += [{"job": "prior", "method": "prior", "cfg": {}, "select": "dev"},
+            {"job": PRIOR, "method": "prior", "cfg": {"count": "auto"}, "select": "dev"},
+            {"job": ORACLE, "method": ORACLE, "cfg": {}, "select": "none"}]
     variants = [(1, False), (1, True), (2, False), (2, True)] if table3 else [(2, True)]
     for preset in ("default", "paper"):
         for units, local in variants:
@@ -118,8 +134,21 @@ def score(parser, val) -> tuple:
     return {table: sc[f"val_{key}"] for key, table in NAMES.items()}, curves
 
 
+def oracle(seed: int) -> tuple:
+    """The oracle-count row: each val instance's true count, equally spaced (no fit; the same for
+    every seed)."""
+    preds = oracle_count_predictions(DATA["val"].instances)
+    sc = validation_scores(None, DATA["val"], preds)
+    row = {"table": "table2", "config": ORACLE, "job": ORACLE, "seed": seed, "method": ORACLE,
+           "supervision": "reads val (ceiling)", "selection": "—", "seconds": 0.0, "options": "{}",
+           **{table: sc[f"val_{key}"] for key, table in NAMES.items()}}
+    return [row], []
+
+
 def run(job: dict, seed: int, epochs) -> tuple:
     """Fit one configuration with one seed; its table rows and curves."""
+    if job["method"] == ORACLE:
+        return oracle(seed)
     cls = PARSERS[job["method"]]
     cfg = dict(job["cfg"])
     if epochs and cls.has_epochs:
@@ -188,16 +217,24 @@ def tables(runs: pd.DataFrame, train_n, dev_n, val_n, args) -> str:
     if "transparser (default)" in table2.index:
         table2["TransParser ahead (seeds)"] = pd.Series(ahead(t2, "config", "transparser (default)", "F1 (rel)")
                                                         ).reindex(table2.index).fillna("—")
+    if PRIOR in table2.index:
+        table2["ahead of prior (seeds): GEBD F1@0.05, avg"] = [
+            "—" if c in (PRIOR, ORACLE) else ", ".join(ahead(t2, "config", c, m).get(PRIOR, "—")
+                                                      for m in ("GEBD F1@0.05", "GEBD avg")) for c in table2.index]
     free = [c for c in table2.index if meta.supervision.get(c) == "none" and c != "pa" and "pa" in table2.index]
     race = pd.DataFrame({m: [ahead(t2, "config", c, m)["pa"] for c in free] for m in PA_RACE}, index=free)
+    what = (f"synthetic features over the structure of {' and '.join(Path(p).name for p in args.like)}"
+            if args.like else "the synthetic benchmark")
     text = [
         header("parsing_table.py"),
-        f"# Parsing on the synthetic benchmark ({train_n} fit / {dev_n} dev / {val_n} val instances, "
+        f"# Parsing on {what} ({train_n} fit / {dev_n} dev / {val_n} val instances, "
         f"{args.modality}, seeds 0..{args.seeds - 1}{', data ' + ' '.join(args.set) if args.set else ''})",
         "",
         "Every number is val, mean ± std over seeds. selection: where epochs and \"auto\" options were "
         "chosen (dev: a split carved from train, which reads its boundaries; none: defaults only, "
-        "no boundary read anywhere).",
+        "no boundary read anywhere). Chance rows: prior (the fit split's median boundary count, equally "
+        "spaced, no feature read), prior (dev) (its count chosen on dev), oracle-count (each val "
+        "instance's true count, equally spaced: it reads val, a ceiling and not a method).",
         "",
         "## Table 2",
         "",
@@ -229,6 +266,10 @@ def main():
     ap.add_argument("--data", default="demo", help="synthetic dataset folder (made if missing)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="synthetic generator setting for a dataset made here (repeatable)")
+    ap.add_argument("--like", action="append", default=[], metavar="ANNOTATIONS",
+                    help="make --data over the structure of this annotation file (repeatable; tapos-data synth --like)")
+    ap.add_argument("--max-instances", action="append", type=int, default=[], metavar="N",
+                    help="at most N instances of each --like file (once for all, or once per --like)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 of every configuration")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of the trained methods (default: theirs)")
     ap.add_argument("--modality", default="rgb+flow")
@@ -242,10 +283,13 @@ def main():
     args = ap.parse_args()
     data = Path(args.data)
     settings = parse_overrides(args.set, {**SYNTH_DEFAULTS, "seed": 0})  # seed: the dataset's own
+    like = {"like": args.like, "max_instances": args.max_instances or None} if args.like else {}
     if not (data / "features.h5").exists():
-        write_dataset(data, features=True, progress=False, **settings)
+        write_dataset(data, features=True, progress=False, **like, **settings)
     made_with = json.loads((data / "synth_truth.json").read_text())["config"] if (data / "synth_truth.json").exists() else {}
     wrong = {k: v for k, v in settings.items() if made_with.get(k) != v}
+    if [Path(r["path"]).resolve() for r in made_with.get("like", [])] != [Path(p).resolve() for p in args.like]:
+        wrong["like"] = args.like
     if wrong:
         raise SystemExit(f"{data}: generated with other settings ({', '.join(f'{k}={made_with.get(k)}' for k in wrong)})")
     out = Path(args.out)
