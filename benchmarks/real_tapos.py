@@ -117,6 +117,9 @@ def main(argv=None) -> int:
             fit_prior(train.values(), count=best["uniform"]),
         f"prior-best, quantile positions: count chosen on train ({best['quantiles']})":
             fit_prior(train.values(), count=best["quantiles"], positions="quantiles"),
+        "prior-length: count from the duration (train Poisson fit), equally spaced":
+            fit_prior(train.values(), count="length"),
+        "prior-length, train quantile positions": fit_prior(train.values(), count="length", positions="quantiles"),
     })
     rows = {name: scores(val, gebd, prior_predictions(p, val.values()), prior_predictions(p, val.values(), True))
             for name, p in lines.items()}
@@ -161,6 +164,9 @@ def main(argv=None) -> int:
         "",
         "GEBD: F1 over relative thresholds 0.05..0.5 of the duration (the challenge code's protocol). TAPOS: the "
         "paper's protocol, relative thresholds of the frame count and absolute ones of 5..50 frames.",
+        "",
+        f"prior-length: {fit_prior(train.values(), count='length').describe()}, fitted on train (duration in "
+        "seconds). It reads nothing of the video but its length.",
         "",
         "## The train-only choice",
         "",

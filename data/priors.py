@@ -6,7 +6,9 @@ instances (the statistics of the annotation file, no feature) and gives every in
 
 - **count**: ``"median"`` or ``"mean"`` (rounded) of the training instances' boundary counts,
   ``"class-median"`` (the median of the instance's class; the overall median for an instance of
-  an unseen or unknown class), or a fixed integer ``k``;
+  an unseen or unknown class), ``"length"`` (the instance's expected count given its duration:
+  a Poisson regression of the count on the log duration, fitted on the training instances; the
+  median when the duration is unknown), or a fixed integer ``k``;
 - **positions**: ``"uniform"`` (``k`` equally spaced: ``i / (k + 1)``, i = 1..k) or
   ``"quantiles"`` (the ``i / (k + 1)`` quantiles of the training boundaries' relative positions).
 
@@ -30,7 +32,7 @@ from .clock import DECIMALS
 from .errors import TaposError
 from .stats import boundary_positions
 
-COUNT_RULES = ("median", "mean", "class-median")  # or a non-negative integer
+COUNT_RULES = ("median", "mean", "class-median", "length")  # or a non-negative integer
 POSITION_RULES = ("uniform", "quantiles")
 QUANTILE_GRID = 101  # the positions' quantile function is kept at 0, 1/100, ..., 1
 
@@ -66,13 +68,20 @@ class BoundaryPrior:
     counts: dict = field(default_factory=dict)        # {"median": m, "mean": r}: the training statistics
     class_counts: dict = field(default_factory=dict)  # {action: median count} (known classes only)
     quantiles: Optional[np.ndarray] = None            # relative positions at QUANTILE_GRID levels
+    length_model: Optional[tuple] = None              # (a, b): expected count exp(a + b log duration)
 
-    def count_for(self, action: Optional[int] = None) -> int:
-        """The number of boundaries given to an instance (of class ``action``, when known)."""
+    def count_for(self, action: Optional[int] = None, duration: Optional[float] = None) -> int:
+        """The number of boundaries given to an instance (of class ``action`` and ``duration``
+        seconds, when known)."""
         if not isinstance(self.count, str):
             return int(self.count)
         if self.count == "class-median":
             return int(self.class_counts.get(action, self.counts["median"]))
+        if self.count == "length":
+            if duration is None or not duration > 0 or self.length_model is None:
+                return int(self.counts["median"])
+            a, b = self.length_model
+            return int(np.floor(np.exp(a + b * np.log(duration)) + 0.5))
         return int(self.counts[self.count])
 
     def fractions(self, k: int) -> np.ndarray:
@@ -84,13 +93,17 @@ class BoundaryPrior:
 
     def boundaries(self, instance, seconds: bool = False) -> np.ndarray:
         """One instance's boundaries: annotation frames, or seconds from its start."""
-        return _place(self.fractions(self.count_for(instance.action)), instance, seconds)
+        duration = getattr(instance, "duration", None)
+        return _place(self.fractions(self.count_for(instance.action, duration)), instance, seconds)
 
     def describe(self) -> str:
         """One line: e.g. ``"2 boundaries (train median), equally spaced"``."""
         k = self.count_for()
         if isinstance(self.count, str) and self.count == "class-median":
             what = f"each class's train median count ({k} for an unknown class)"
+        elif isinstance(self.count, str) and self.count == "length":
+            a, b = self.length_model or (float("nan"), float("nan"))
+            what = f"round(exp({a:.2f} + {b:.2f} log duration)) boundaries (train Poisson fit)"
         else:
             what = f"{k} {'boundary' if k == 1 else 'boundaries'}" + (f" (train {self.count})" if isinstance(
                 self.count, str) else "")
@@ -99,14 +112,15 @@ class BoundaryPrior:
     def to_json(self) -> dict:
         return {"count": self.count, "positions": self.positions, "counts": dict(self.counts),
                 "class_counts": {str(a): int(c) for a, c in self.class_counts.items()},
-                "quantiles": None if self.quantiles is None else [float(q) for q in self.quantiles]}
+                "quantiles": None if self.quantiles is None else [float(q) for q in self.quantiles],
+                "length_model": None if self.length_model is None else [float(v) for v in self.length_model]}
 
     @classmethod
     def from_json(cls, raw: Mapping) -> "BoundaryPrior":
-        q = raw.get("quantiles")
+        q, lm = raw.get("quantiles"), raw.get("length_model")
         return cls(raw["count"], raw["positions"], dict(raw["counts"]),
                    {int(a): int(c) for a, c in raw.get("class_counts", {}).items()},
-                   None if q is None else np.asarray(q, dtype=np.float64))
+                   None if q is None else np.asarray(q, dtype=np.float64), None if lm is None else tuple(lm))
 
 
 def fit_prior(instances: Iterable, count: Union[str, int] = "median", positions: str = "uniform") -> BoundaryPrior:
@@ -125,7 +139,24 @@ def fit_prior(instances: Iterable, count: Union[str, int] = "median", positions:
     class_counts = {a: int(np.floor(np.median(v) + 0.5)) for a, v in sorted(by_class.items())}
     pos = boundary_positions(instances)
     quantiles = np.quantile(pos, np.linspace(0.0, 1.0, QUANTILE_GRID)) if pos.size else None
-    return BoundaryPrior(count, positions, counts, class_counts, quantiles)
+    durations = np.array([i.duration for i in instances], dtype=np.float64)
+    return BoundaryPrior(count, positions, counts, class_counts, quantiles, poisson_fit(np.log(durations), n))
+
+
+def poisson_fit(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> Optional[tuple]:
+    """``(a, b)`` of the Poisson regression ``E[y] = exp(a + b x)`` by Newton's method (None
+    when ``x`` does not vary). Two parameters: a closed small loop, no solver dependency."""
+    if x.size < 2 or np.ptp(x) == 0:
+        return None
+    X = np.stack([np.ones_like(x), x], axis=1)
+    beta = np.array([np.log(max(y.mean(), 1e-3)), 0.0])
+    for _ in range(iterations):
+        mu = np.exp(np.clip(X @ beta, -30, 30))
+        step = np.linalg.solve(X.T @ (X * mu[:, None]) + 1e-9 * np.eye(2), X.T @ (y - mu))
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(beta[0]), float(beta[1])
 
 
 def prior_predictions(prior: BoundaryPrior, instances: Iterable, seconds: bool = False) -> dict:

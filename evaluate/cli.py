@@ -110,7 +110,8 @@ _plot_opt = click.option("--plot", type=click.Path(dir_okay=False, path_type=Pat
 
 def _reference_opts(f):
     f = click.option("--no-reference", is_flag=True,
-                     help="Do not score the reference lines (prior, prior-best, oracle-count) under the table.")(f)
+                     help="Do not score the reference lines (prior, prior-best, prior-length, oracle-count) under "
+                          "the table.")(f)
     return click.option("--prior-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         help="Annotation file (either layout) whose train split (or, naming none, every "
                              "instance) the prior lines read; default: the evaluated file's train split.")(f)
@@ -128,9 +129,10 @@ def gebd(gt, pred, json_out, plot, min_consistency, prior_from, no_reference):
     """GEBD protocol: GT (Kinetics-GEBD .json/.pkl) against PRED ({key: [seconds, ...]}).
 
     Under the scores, the reference lines (content-free boundaries, tapos.evaluate.reference):
-    the prior (train median count, equally spaced), prior-best (the count best on train) and
-    oracle-count (each video's true count: reads the evaluated file), with the method's margin
-    over the two train-only lines. A val file has no train split: pass --prior-from.
+    the prior (train median count, equally spaced), prior-best (the count best on train),
+    prior-length (the count expected for the video's duration, fitted on train) and oracle-count
+    (each video's true count: reads the evaluated file), with the method's margin over the three
+    train-only lines. A val file has no train split: pass --prior-from.
 
     Example: tapos-evaluate gebd val.pkl pred.json --prior-from train.pkl --json scores.json
     """
@@ -159,9 +161,10 @@ def tapos(annotations, pred, split, json_out, plot, by_class, prior_from, no_ref
 
     Frames are relative to the instance start, in annotation frames. Under the scores, the
     reference lines (content-free boundaries, tapos.evaluate.reference): the prior (the train
-    split's median count, equally spaced), prior-best (the count best on train) and oracle-count
-    (each instance's true count: reads the evaluated split), with the method's margin over the
-    two train-only lines.
+    split's median count, equally spaced), prior-best (the count best on train), prior-length (the
+    count expected for the instance's duration, fitted on train) and oracle-count (each instance's
+    true count: reads the evaluated split), with the method's margin over the three train-only
+    lines.
 
     Example: tapos-evaluate tapos tapos_annotation.json pred.json --split val --plot f1.png
     """

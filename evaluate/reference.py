@@ -7,6 +7,10 @@ Three lines (:func:`reference_lines`), each from :mod:`tapos.data.priors`:
 - ``prior-best``: the count in :data:`COUNT_CANDIDATES` with the best average F1 over the
   relative thresholds *on the training split* (still content-free, and chosen where no method is
   reported), equally spaced;
+- ``prior-length``: the count expected for each instance's duration (a Poisson regression of
+  the count on the log duration, fitted on the training split), equally spaced: content-free, but
+  it knows how long the video is. On real TAPOS it is the strongest of the three (its GEBD average
+  is above most published methods': benchmarks/results/real_tapos.md);
 - ``oracle-count``: the evaluated instance's own count, equally spaced. It reads the evaluated
   split, so it is a ceiling for count-only parsing, never a method.
 
@@ -24,7 +28,7 @@ from tapos.data.priors import BoundaryPrior, fit_prior, oracle_count_predictions
 from .protocols import EvaluationResult, evaluate_gebd, evaluate_tapos
 
 COUNT_CANDIDATES = tuple(range(0, 11))  # counts prior-best tries on the training split
-TRAIN_LINES = ("prior", "prior-best")   # the lines a method's margin is measured against
+TRAIN_LINES = ("prior", "prior-best", "prior-length")  # the lines a method's margin is measured against
 
 
 @dataclass
@@ -86,7 +90,8 @@ def reference_lines(protocol: str, instances, train=None, gebd=None, min_consist
     if train:
         median = fit_prior(train)
         best = fit_prior(train, count=best_count(train))
-        for name, prior in (("prior", median), ("prior-best", best)):
+        length = fit_prior(train, count="length")
+        for name, prior in (("prior", median), ("prior-best", best), ("prior-length", length)):
             label = f"{name}: {prior.describe()}" + (", the count best on train" if name == "prior-best" else "")
             lines.append(ReferenceLine(name, label, score(prior_predictions(prior, instances, seconds)), prior))
     lines.append(ReferenceLine("oracle-count", "oracle-count: each instance's true count, equally spaced "

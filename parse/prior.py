@@ -33,12 +33,14 @@ class PriorParser(Parser):
     normalize = False
     DEFAULTS = {
         "count": "median",      # boundaries per instance: the training split's median, mean, class-median
-                                # (the instance's class's median: reads its class label), or an integer;
-                                # "auto": chosen on the selection split among TUNABLE
+                                # (the instance's class's median: reads its class label), length (the
+                                # count expected for the instance's duration, a Poisson fit on the
+                                # training split), or an integer; "auto": chosen on the selection split
+                                # among TUNABLE
         "positions": "uniform",  # uniform: equally spaced; quantiles: the training boundaries' quantiles
                                  # of relative position
     }
-    TUNABLE = {"count": ("median", "mean", 1, 2, 3, 4, 5, 6)}
+    TUNABLE = {"count": ("median", "mean", "length", 1, 2, 3, 4, 5, 6)}
     COUNT_RULES = COUNT_RULES
     POSITION_RULES = POSITION_RULES
 
@@ -87,10 +89,12 @@ class PriorParser(Parser):
 
 @dataclasses.dataclass
 class _Unseen:
-    """An instance known only by its length (a video of your own): no class."""
+    """An instance known only by its length in frames (a video of your own): no class, and no
+    duration (count "length" falls back to the median)."""
 
     total_frames: float
     action: int = UNKNOWN_ACTION
+    duration: Optional[float] = None
 
 
 def _to_state(stats: BoundaryPrior) -> dict:
@@ -102,11 +106,14 @@ def _to_state(stats: BoundaryPrior) -> dict:
     return {"median": raw["counts"]["median"], "mean": raw["counts"]["mean"],
             "classes": torch.tensor(classes, dtype=torch.int64),
             "class_counts": torch.tensor([stats.class_counts[a] for a in classes], dtype=torch.int64),
-            "quantiles": None if stats.quantiles is None else torch.from_numpy(np.asarray(stats.quantiles))}
+            "quantiles": None if stats.quantiles is None else torch.from_numpy(np.asarray(stats.quantiles)),
+            "length_model": None if stats.length_model is None else torch.tensor(stats.length_model,
+                                                                                 dtype=torch.float64)}
 
 
 def _from_state(state: dict) -> BoundaryPrior:
-    q = state["quantiles"]
+    q, lm = state["quantiles"], state.get("length_model")
     return BoundaryPrior(counts={"median": int(state["median"]), "mean": int(state["mean"])},
                          class_counts=dict(zip(state["classes"].tolist(), state["class_counts"].tolist())),
-                         quantiles=None if q is None else q.numpy())
+                         quantiles=None if q is None else q.numpy(),
+                         length_model=None if lm is None else tuple(lm.tolist()))

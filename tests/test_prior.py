@@ -40,6 +40,16 @@ def test_prior_statistics_and_positions():
     assert np.allclose(next(iter(seconds.values())), [4.0, 8.0])  # p * duration
     assert BoundaryPrior.from_json(json.loads(json.dumps(q.to_json()))).boundaries(inst(9, 1000, ())).tolist() == \
         [500.0]
+    # count "length": a Poisson fit of the count on the log duration (4 s: 1 and 3; 8 s: 5 and 7)
+    by_length = [inst(i, 100, tuple(range(10, 10 + 10 * c, 10)), secs=d) for i, (c, d) in
+                 enumerate([(1, 4.0), (3, 4.0), (5, 8.0), (7, 8.0)])]
+    lp = fit_prior(by_length, count="length")
+    a, b = lp.length_model
+    assert np.exp(a + b * np.log(4.0)) == pytest.approx(2.0) and np.exp(a + b * np.log(8.0)) == pytest.approx(6.0)
+    assert len(lp.boundaries(inst(9, 100, (), "val", secs=8.0))) == 6
+    assert len(lp.boundaries(inst(9, 100, (), "val", secs=4.0))) == 2
+    assert lp.count_for(duration=None) == lp.counts["median"]  # no duration known: the median
+    assert BoundaryPrior.from_json(json.loads(json.dumps(lp.to_json()))).length_model == pytest.approx((a, b))
     with pytest.raises(TaposError, match="count must be one of"):
         fit_prior(train, count="mode")
     with pytest.raises(TaposError, match="no training instances"):
@@ -53,6 +63,7 @@ def test_best_count_and_oracle_on_known_answers():
     oracle = oracle_count_predictions(val.values())
     assert evaluate_tapos(val, oracle).relative.f1.tolist() == [1.0] * 10
     lines = {ln.name: ln for ln in reference_lines("tapos", val.values(), train)}
+    assert list(lines) == ["prior", "prior-best", "prior-length", "oracle-count"]
     assert lines["prior"].prior.count_for() == 3 and lines["prior-best"].prior.count_for() == 3
     # 3 predictions each (25, 50, 75 and 22.5, 45, 67.5): at 0.05 only 50 hits, P 1/6, R 1/3
     assert lines["prior"].result.relative.f1[0] == pytest.approx(2 / 9)
@@ -84,6 +95,14 @@ def test_prior_parser_trains_predicts_and_reloads(tmp_path, synth_dir, cli):
         tmp_path / "auto", "--set", "count=auto")
     chosen = json.loads((tmp_path / "auto/config.json").read_text())["config"]["count"]
     assert chosen in get_parser("prior").TUNABLE["count"]
+    # count "length" survives saving: the reloaded model predicts the same from each duration
+    cli("tapos-parse", "train", "--method", "prior", "--features", feats, "--annotations", ann_path, "--out",
+        tmp_path / "length", "--set", "count=length")
+    cli("tapos-parse", "predict", "--model", tmp_path / "length", "--features", feats, "--annotations", ann_path,
+        "--split", "val", "--out", tmp_path / "pl.json")
+    by_length = load_predictions(tmp_path / "pl.json")
+    expected = prior_predictions(fit_prior(fit, count="length"), ann.split("val").values())
+    assert all(np.allclose(by_length[k], expected[k]) for k in expected)
     bad = cli("tapos-parse", "train", "--method", "prior", "--features", feats, "--annotations", ann_path,
               "--out", tmp_path / "bad", "--set", "count=-2", check=False)
     assert bad.returncode == 1 and "count must be one of" in bad.stderr and "Traceback" not in bad.stderr
@@ -111,7 +130,8 @@ def test_evaluate_prints_reference_lines_and_margins(tmp_path, synth_dir, cli):
     assert "oracle-count: each instance's true count" in proc.stdout and "reads the evaluated split" in proc.stdout
     scores = json.loads((tmp_path / "s.json").read_text())
     ref = scores["reference"]
-    assert set(ref) == {"prior", "prior-best", "oracle-count"}
+    assert set(ref) == {"prior", "prior-best", "prior-length", "oracle-count"}
+    assert set(scores["margin"]) == {"over_prior", "over_prior-best", "over_prior-length"}
     # the method is the oracle itself: its margin over each prior is the oracle's own
     assert scores["relative"]["avg_f1"] == pytest.approx(ref["oracle-count"]["relative"]["avg_f1"])
     prior = fit_prior(ann.split("train").values())
