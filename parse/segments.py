@@ -2,6 +2,8 @@
 :mod:`tapos.data.clock`)."""
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 
@@ -18,21 +20,44 @@ def merge_short_segments(labels, min_length: int) -> np.ndarray:
 
     The shortest run is merged first, into the longer of its neighbours, until every run is long
     enough (or one run is left). ``min_length <= 1`` returns the labels unchanged.
+
+    No side is favoured, so smoothing moves boundaries neither late nor early on average:
+
+    - which of equally short runs is merged first is drawn at random, from a generator seeded
+      with where the runs are (the same labels always give the same result, whatever their
+      values), so the left one goes first as often as the right one (the leftmost first grew
+      each left neighbour before the next short run was judged, so that run joined it too:
+      smoothed boundaries were on average a fifth to a third of a row late);
+    - a run between two equally long neighbours is split between them at its middle (an odd
+      middle row joins the left neighbour when its index is even, the right one when it is odd).
     """
     labels = np.asarray(labels).copy()
     if min_length <= 1 or labels.size == 0:
         return labels
+    seed = zlib.crc32(np.append(change_points(labels), labels.size).astype("<i8").tobytes())
+    keys = np.random.default_rng(seed).random(labels.size)  # a run's key: its first row's
     while True:
         starts = np.concatenate([[0], change_points(labels)])
         ends = np.concatenate([starts[1:], [labels.size]])
         lengths = ends - starts
         if len(lengths) == 1 or lengths.min() >= min_length:
             return labels
-        i = int(np.argmin(lengths))
+        shortest = np.flatnonzero(lengths == lengths.min())
+        i = int(shortest[np.argmin(keys[starts[shortest]])])
+        s, e = int(starts[i]), int(ends[i])
         left = lengths[i - 1] if i > 0 else -1
         right = lengths[i + 1] if i + 1 < len(lengths) else -1
-        src = starts[i - 1] if left >= right else starts[i + 1]
-        labels[starts[i]:ends[i]] = labels[src]
+        if left > right:
+            labels[s:e] = labels[s - 1]
+        elif right > left:
+            labels[s:e] = labels[e]
+        else:
+            mid = s + (e - s) // 2
+            if (e - s) % 2 and mid % 2 == 0:  # the odd middle row, by its index
+                mid += 1
+            before, after = labels[s - 1], labels[e]
+            labels[s:mid] = before
+            labels[mid:e] = after
 
 
 def window_means(x: np.ndarray, window: int):
