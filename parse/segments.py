@@ -88,6 +88,19 @@ def pick_peaks(score, threshold: float, min_distance: int = 1) -> np.ndarray:
     return np.array(sorted(keep), dtype=np.int64)
 
 
+def top_peaks(score, k: int, min_distance: int = 1) -> np.ndarray:
+    """The ``k`` highest local maxima of ``score``, at least ``min_distance`` rows apart (fewer when
+    the instance has fewer), sorted by row: a readout whose count comes from elsewhere
+    (:mod:`tapos.parse.count`)."""
+    peaks = pick_peaks(score, -np.inf, min_distance)
+    peaks = peaks[peaks > 0]  # row 0 starts the instance: no boundary
+    if k <= 0 or peaks.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    s = np.asarray(score, dtype=np.float64)
+    keep = peaks[np.argsort(-s[peaks], kind="stable")[:k]]
+    return np.sort(keep)
+
+
 def runs_above(score, threshold: float) -> np.ndarray:
     """One boundary per maximal run of rows with ``score >= threshold``: the run's highest row."""
     s = np.asarray(score, dtype=np.float64)

@@ -45,8 +45,9 @@ from tapos.data.annotations import UNKNOWN_ACTION
 from tapos.data.errors import TaposError
 
 from .base import FitOptions, LabellingParser, TorchParser
+from .count import expected_count, fit_count_model
 from .registry import register
-from .segments import pick_peaks, segment_labels, window_means
+from .segments import pick_peaks, segment_labels, top_peaks, window_means
 from .validation import validation_scores
 
 
@@ -158,7 +159,9 @@ class TransParser(LabellingParser, TorchParser):
                                   # for the single-unit variant; unit with two)
         "boundaries": "argmax",   # "argmax": where the argmax pattern changes (the paper; after
                                   # min_segment); "change": peaks of the attention's change score
-                                  # (--preset ensemble)
+                                  # above threshold (--preset ensemble); "count": its k strongest
+                                  # peaks, k expected for the instance's length (tapos.parse.count,
+                                  # fitted on the fit split's counts)
         "window": 4,              # rows averaged on each side by the change score (4 had the best
                                   # dev F1 among 3..6 over 50 seeds, benchmarks/transparser_stability.py)
         "threshold": "auto",      # a peak of the change score (0..1) must reach this; "auto": chosen
@@ -177,28 +180,32 @@ class TransParser(LabellingParser, TorchParser):
         # models, few epochs) finds no boundary with it
         "boundaries": "change", "members": 5,
     }}
-    BOUNDARIES = ("argmax", "change")
+    BOUNDARIES = ("argmax", "change", "count")
+    UNUSED = {"argmax": ("threshold",), "change": ("min_segment",), "count": ("threshold", "min_segment")}
 
     def __init__(self, **config):
         super().__init__(**config)
         if self.config["boundaries"] not in self.BOUNDARIES:
             raise TaposError(f"transparser: boundaries must be one of {', '.join(self.BOUNDARIES)}, "
                              f"not {self.config['boundaries']!r}")
-        if int(self.config["members"]) > 1 and self.config["boundaries"] != "change":
-            raise TaposError("transparser: members > 1 needs boundaries='change' (the argmax patterns of "
-                             "separately trained models are numbered differently); --preset ensemble sets both")
+        if int(self.config["members"]) > 1 and self.config["boundaries"] == "argmax":
+            raise TaposError("transparser: members > 1 needs boundaries='change' or 'count' (the argmax patterns "
+                             "of separately trained models are numbered differently); --preset ensemble sets both")
         self.others: list = []  # the ensemble's members after the first (which is self.model)
+        self.count_model = None  # with boundaries="count": (a, b) of tapos.parse.count
 
     def relevant_options(self) -> tuple:
         """min_segment smooths the argmax patterns, threshold cuts the change score: each matters
-        with its own readout only."""
-        unused = "threshold" if self.config["boundaries"] == "argmax" else "min_segment"
-        return tuple(k for k in self.TUNABLE if k != unused)
+        with its own readout only (neither with the count readout)."""
+        unused = self.UNUSED[self.config["boundaries"]]
+        return tuple(k for k in self.TUNABLE if k not in unused)
 
     def fit(self, train, val=None, opts=None) -> list:
         """One model, or ``members`` models trained with seeds ``seed * members + i``, each choosing
         its epoch on the selection split; the "auto" options are then tuned once, on the ensemble."""
         opts = opts or FitOptions()
+        if self.config["boundaries"] == "count":  # from the annotations alone: before the epochs score dev
+            self.count_model = fit_count_model(train)
         n = int(self.config["members"])
         if n == 1:
             return super().fit(train, val, opts)
@@ -301,6 +308,9 @@ class TransParser(LabellingParser, TorchParser):
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
         if self.config["boundaries"] == "argmax":
             return super().boundary_rows(x)
+        if self.config["boundaries"] == "count":
+            k = expected_count(self.count_model, len(x))
+            return top_peaks(self.change_score(x), k, int(self.config["window"]))
         return pick_peaks(self.change_score(x), float(self.option("threshold")), int(self.config["window"]))
 
     def pattern_labels(self, features: np.ndarray, responses=None) -> np.ndarray:
@@ -313,12 +323,15 @@ class TransParser(LabellingParser, TorchParser):
 
     def extra_state(self) -> dict:
         state = super().extra_state()
+        if self.count_model is not None:
+            state["count_model"] = torch.tensor(self.count_model, dtype=torch.float64)
         if self.others:
             state["others"] = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in self.others]
         return state
 
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
+        self.count_model = tuple(state["count_model"].tolist()) if "count_model" in state else None
         self.others = []
         for sd in state.get("others", []):
             model = self.build_model()
