@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/tapos-data uniform-boundaries $(DEMO)/tapos_annotation.json --split val --segments 4 --out $(DEMO)/pred_uniform_frames.json
 	$(BIN)/tapos-data uniform-boundaries $(DEMO)/tapos_annotation.json --split val --segments 4 --seconds --out $(DEMO)/pred_uniform_seconds.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/tapos_annotation.json $(DEMO)/pred_uniform_frames.json --split val --json $(DEMO)/eval_tapos.json --plot $(DEMO)/eval_tapos.png
-	$(BIN)/tapos-evaluate gebd $(DEMO)/gebd_val.json $(DEMO)/pred_uniform_seconds.json --json $(DEMO)/eval_gebd.json --plot $(DEMO)/eval_gebd.png
+	$(BIN)/tapos-evaluate gebd $(DEMO)/gebd_val.json $(DEMO)/pred_uniform_seconds.json --prior-from $(DEMO)/tapos_annotation.json --json $(DEMO)/eval_gebd.json --plot $(DEMO)/eval_gebd.png
 	$(BIN)/tapos-evaluate human $(DEMO)/gebd_annotators.json --json $(DEMO)/eval_human.json
 	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --out $(DEMO)/transparser --epochs 15
 	$(BIN)/tapos-parse predict --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --split val --out $(DEMO)/pred_transparser.json
