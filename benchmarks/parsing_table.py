@@ -9,7 +9,9 @@ defaults and no selection split, and once more with every tunable option chosen 
 ("(dev)" rows, marked as reading dev boundaries). Each configuration runs with ``--seeds N``
 seeds; tables give mean ± std and the seeds in which one row is ahead of another.
 
-- Table 2: every method (with its supervision and selection), TransParser ours and ``--preset paper``;
+- Table 2: every method (with its supervision and selection), TransParser ours, ``--preset paper`` and
+  ``--preset ensemble`` (five models), ours and the ensemble also re-read with ``boundaries=count``
+  (the same fitted models: the k strongest change peaks, k expected for the instance's length);
 - label-free methods against PA on the three numbers issue #15 names (F1@0.05, GEBD avg, F1 abs);
 - Table 3: TransParser with 1 or 2 SPS units, with and without the local loss, for our defaults
   and the paper preset (F1 over the absolute thresholds is the paper's Table 3 column);
@@ -51,6 +53,7 @@ import pandas as pd
 
 from seeds import ahead, header, mean_std, spread
 from tapos.data import FeatureDataset, TaposError, load_annotations
+from tapos.data.features import FeatureReader
 from tapos.data.io import atomic_write_text
 from tapos.data.priors import oracle_count_predictions
 from tapos.data.cli_utils import parse_overrides
@@ -59,6 +62,7 @@ from tapos.data.selection import DEV_FRACTION, selection
 from tapos.data.synth import DEFAULTS as SYNTH_DEFAULTS, write_dataset
 from tapos.evaluate import evaluate_tapos
 from tapos.parse import PARSERS, FitOptions, get_parser, predict_dataset, validation_scores
+from tapos.parse.count import fit_count_model
 
 SUPERVISED = ["isba", "ctm", "tcn"]  # besides TransParser; the label-free methods come from PARSERS
 SMOOTHING = (1, 2, 3, 4, 6, 8)
@@ -67,6 +71,7 @@ NAMES = {"f1_rel": "F1 (rel)", "f1_abs": "F1 (abs)", "rec_rel": "recall (rel)", 
          "prec_rel": "precision (rel)", "prec_abs": "precision (abs)", "gebd_f1_05": "GEBD F1@0.05",
          "gebd_avg": "GEBD avg", "boundaries_per_instance": "boundaries/inst"}
 PA_RACE = ["GEBD F1@0.05", "GEBD avg", "F1 (abs)"]  # issue #15: a label-free method beats PA on these
+COUNT_READOUT = ("default", "ensemble")  # TransParser rows re-read with the count readout (no refit)
 PRIOR = "prior (dev)"  # the chance row every method is compared with (its count chosen on dev)
 ORACLE = "oracle-count"
 
@@ -98,8 +103,8 @@ def jobs(table3: bool) -> list:
             {"job": PRIOR, "method": "prior", "cfg": {"count": "auto"}, "select": "dev"},
             {"job": ORACLE, "method": ORACLE, "cfg": {}, "select": "none"}]
     variants = [(1, False), (1, True), (2, False), (2, True)] if table3 else [(2, True)]
-    for preset in ("default", "paper"):
-        for units, local in variants:
+    for preset in ("default", "paper", "ensemble"):
+        for units, local in (variants if preset != "ensemble" else [(2, True)]):  # Table 3: one model each
             out.append({"job": f"{preset}: x{units}" + (" + local loss" if local else ""), "method": "transparser",
                         "cfg": {"preset": preset, "units": units, "local_loss": local}, "select": "dev",
                         "table2": f"transparser ({preset})" if (units, local) == (2, True) else None})
@@ -172,9 +177,15 @@ def run(job: dict, seed: int, epochs) -> tuple:
     if job["method"] != "transparser":
         record("table2", job["job"])
         return rows, curves
-    record("table3", job["job"])
+    if job["cfg"]["preset"] != "ensemble":
+        record("table3", job["job"])
     if job["table2"]:
         record("table2", job["table2"])
+    if job["table2"] and job["cfg"]["preset"] in COUNT_READOUT:  # the same model read with boundaries=count
+        config = dict(parser.config)
+        parser.config["boundaries"], parser.count_model = "count", fit_count_model(DATA["train"])
+        record("table2", f"{job['table2']} + count readout")
+        parser.config = config
     if job["cfg"]["preset"] == "default" and job["table2"]:
         chosen = parser.config["min_segment"]
         for m in SMOOTHING:
@@ -230,7 +241,8 @@ def tables(runs: pd.DataFrame, train_n, dev_n, val_n, args) -> str:
     text = [
         header("parsing_table.py"),
         f"# Parsing on {what} ({train_n} fit / {dev_n} dev / {val_n} val instances, "
-        f"{args.modality}, seeds 0..{args.seeds - 1}{', data ' + ' '.join(args.set) if args.set else ''})",
+        f"{args.modality}{f', a row every {args.stride} frames' if args.stride > 1 else ''}, seeds 0..{args.seeds - 1}"
+        f"{', data ' + ' '.join(args.set) if args.set else ''})",
         "",
         "Every number is val, mean ± std over seeds. selection: where epochs and \"auto\" options were "
         "chosen (dev: a split carved from train, which reads its boundaries; none: defaults only, "
@@ -273,6 +285,7 @@ def main():
                     help="make --data over the structure of this annotation file (repeatable; tapos-data synth --like)")
     ap.add_argument("--max-instances", action="append", type=int, default=[], metavar="N",
                     help="at most N instances of each --like file (once for all, or once per --like)")
+    ap.add_argument("--stride", type=int, default=1, help="a dataset made here keeps every S-th frame (tapos-data synth --stride)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 of every configuration")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of the trained methods (default: theirs)")
     ap.add_argument("--modality", default="rgb+flow")
@@ -288,11 +301,14 @@ def main():
     settings = parse_overrides(args.set, {**SYNTH_DEFAULTS, "seed": 0})  # seed: the dataset's own
     like = {"like": args.like, "max_instances": args.max_instances or None} if args.like else {}
     if not (data / "features.h5").exists():
-        write_dataset(data, features=True, progress=False, **like, **settings)
+        write_dataset(data, features=True, progress=False, stride=args.stride, **like, **settings)
     made_with = json.loads((data / "synth_truth.json").read_text())["config"] if (data / "synth_truth.json").exists() else {}
     wrong = {k: v for k, v in settings.items() if made_with.get(k) != v}
     if [Path(r["path"]).resolve() for r in made_with.get("like", [])] != [Path(p).resolve() for p in args.like]:
         wrong["like"] = args.like
+    made_with["stride"] = FeatureReader(data / "features.h5").settings().stride
+    if made_with["stride"] != args.stride:
+        wrong["stride"] = args.stride
     if wrong:
         raise SystemExit(f"{data}: generated with other settings ({', '.join(f'{k}={made_with.get(k)}' for k in wrong)})")
     out = Path(args.out)

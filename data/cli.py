@@ -52,8 +52,10 @@ def main():
 @click.option("--max-instances", "max_instances", multiple=True, type=click.IntRange(1), metavar="N",
               help="With --like: at most N instances of the file, drawn with the seed. Once for every --like, "
                    "or once per --like in the same order.")
+@click.option("--stride", type=click.IntRange(1), default=1, show_default=True,
+              help="The feature cache keeps every S-th frame, as tapos-extract --stride S writes it.")
 def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dtype, preset, overrides, like,
-          max_instances):
+          max_instances, stride):
     """Write a synthetic TAPOS-like dataset to OUT_DIR.
 
     \b
@@ -97,7 +99,7 @@ def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dty
     if like:
         extra.update(like=list(like), max_instances=list(max_instances) or None)
     paths = write_dataset(out_dir, instances, classes, seed, features=features, videos=videos, sources=sources,
-                          preset=preset, **extra)
+                          preset=preset, stride=stride, **extra)
     ann = load_annotations(paths["annotations"])
     click.echo(f"wrote {len(ann)} instances ({len(ann.split('train'))} train, {len(ann.split('val'))} val) to {out_dir}")
     for name, path in paths.items():

@@ -500,7 +500,7 @@ def _source_frames(cfg, world, group, seeds):
 def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, features: bool = False,
                   videos: bool = False, sources: bool = False, progress: bool = True, preset: str = "default",
                   like: Optional[Sequence] = None, max_instances: Union[None, int, Sequence] = None,
-                  **overrides) -> dict:
+                  stride: int = 1, **overrides) -> dict:
     """Write the synthetic dataset to ``out_dir``; returns the paths written.
 
     Always: ``tapos_annotation.json`` (released layout), ``gebd_annotators.json`` (GEBD layout with
@@ -510,12 +510,16 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
     ``videos/<key>.mp4``. With ``sources``: ``sources/<youtube_id>.mp4``, the full source videos the
     instances are cut from (same frames as ``videos``; long unless ``first_shot_max`` is small).
     ``like``/``max_instances``: the real structure of annotation files (see :func:`generate`);
-    ``sources`` is refused then.
+    ``sources`` is refused then. ``stride``: the cache keeps every ``stride``-th frame, as
+    ``tapos-extract --stride`` writes it (its rows keep their frames and presentation times), so a
+    run can be rehearsed on the cache a real extraction at that stride would give.
     """
     from tqdm import tqdm
 
     from .features import ExtractionSettings, FeatureWriter
 
+    if int(stride) != stride or stride < 1:
+        raise TaposError(f"synthetic dataset: stride must be a positive integer, got {stride}")
     if like and sources:
         raise TaposError("synthetic dataset: --sources cannot be used with --like: the real shot layout (where "
                          "each instance lies in its source video) is not known for GEBD files")
@@ -546,13 +550,14 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
         feat_rngs = np.random.SeedSequence(seed + 1).spawn(len(items))
         with atomic_path(paths["features"]) as tmp, FeatureWriter(
                 tmp, settings=ExtractionSettings(backbone="synthetic", weights={"rgb": "none", "flow": "none"},
-                                                 modalities=("rgb", "flow"), dtype=cfg["dtype"]),
+                                                 modalities=("rgb", "flow"), dtype=cfg["dtype"], stride=stride),
                 attrs={"synthetic_seed": seed}) as writer:
             for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not progress):
                 feats = _features(cfg, world, si, np.random.default_rng(ss))
-                rows = len(next(iter(feats.values())))
-                writer.write(si.instance.key, feats, fps=si.instance.fps, num_frames=si.instance.total_frames,
-                             timestamps=np.arange(rows) / si.instance.fps, frame_rate=si.instance.fps)
+                frames = np.arange(0, len(next(iter(feats.values()))), stride)
+                writer.write(si.instance.key, {m: a[frames] for m, a in feats.items()}, fps=si.instance.fps / stride,
+                             num_frames=si.instance.total_frames, frame_index=frames,
+                             timestamps=frames / si.instance.fps, frame_rate=si.instance.fps)
     if videos or sources:
         from concurrent.futures import ThreadPoolExecutor
 

@@ -22,9 +22,9 @@ def collate(items: list, mean: Optional[np.ndarray] = None, std: Optional[np.nda
         xs.append(x)
         insts.append(torch.full((T,), i, dtype=torch.long))
         segs.append(torch.searchsorted(it["row_boundaries"], torch.arange(T), right=True))
-    x = torch.cat(xs)
+    x = torch.cat(xs)  # a new tensor: normalized in place (no two more copies of the batch's rows)
     if mean is not None:
-        x = (x - torch.as_tensor(mean, dtype=x.dtype)) / torch.as_tensor(std, dtype=x.dtype)
+        x.sub_(torch.as_tensor(mean, dtype=x.dtype)).div_(torch.as_tensor(std, dtype=x.dtype))
     lengths = torch.tensor([it["features"].shape[0] for it in items], dtype=torch.long)
     return {
         "x": x,

@@ -56,6 +56,9 @@ def reassign(log_probs: np.ndarray, bounds: list, labels: list) -> list:
     return bounds
 
 
+FRAME_SAMPLE = 50000  # frames clustered for the "frames" transcripts (a sample of larger splits)
+
+
 @register
 class ISBAParser(LabellingParser, TorchParser):
     name = "isba"
@@ -86,32 +89,64 @@ class ISBAParser(LabellingParser, TorchParser):
                                self.config["dropout"])
 
     def _pseudo_transcripts(self, train) -> None:
+        """Each training instance's transcript (the clusters of its annotated segments, in order)
+        and uniform initial boundaries. Streams the training split: no more than one instance's
+        rows at a time besides what the clustering needs (the segments' means, or a sample of at
+        most ``FRAME_SAMPLE`` frames), so memory does not grow with the split's frames (holding
+        every row was 29 GB at TAPOS scale, 2,048-d)."""
         from sklearn.cluster import KMeans
 
-        segments, lengths = [], {}  # (key, rows of one annotated segment)
-        for i in range(len(train)):
-            item = train[i]
-            x = self.transform(item["features"].numpy())
-            lengths[item["key"]] = len(x)
-            edges = [0, *item["row_boundaries"].tolist(), len(x)]
-            segments += [(item["key"], x[edges[j]:edges[j + 1]]) for j in range(len(edges) - 1) if edges[j + 1] > edges[j]]
-        if self.config["transcripts"] == "frames":
-            frames = np.concatenate([rows for _, rows in segments])
-            if len(frames) > 50000:  # the clusters need a sample, not every frame
-                frames = frames[np.random.default_rng(0).choice(len(frames), 50000, replace=False)]
-            km = KMeans(n_clusters=min(int(self.config["k"]), len(frames)), n_init=3, random_state=0).fit(frames)
-            labels = [int(np.bincount(km.predict(rows)).argmax()) for _, rows in segments]
+        frames = self.config["transcripts"] == "frames"
+        keys, means, lengths, kept, total = [], [], {}, [], 0  # per segment: its instance, its mean
+        for x, key, spans in self._segments(train):
+            lengths[key] = len(x)
+            keys += [key] * len(spans)
+            if frames:
+                if total + len(x) <= FRAME_SAMPLE:  # small splits: every frame, as they come
+                    kept += [x[a:b] for a, b in spans]
+                total += len(x)
+            else:
+                means += [x[a:b].mean(0) for a, b in spans]
+        if frames:
+            k = int(self.config["k"])
+            if total <= FRAME_SAMPLE:
+                rows = np.concatenate(kept)
+                km = KMeans(n_clusters=min(k, len(rows)), n_init=3, random_state=0).fit(rows)
+                labels = [int(np.bincount(km.predict(r)).argmax()) for r in kept]
+            else:  # the clusters need a sample, not every frame: the same draw over all frames in order
+                pick = np.random.default_rng(0).choice(total, FRAME_SAMPLE, replace=False)
+                order = np.argsort(pick)
+                rows, start, m = None, 0, 0
+                for x, _, _ in self._segments(train):
+                    while m < len(order) and pick[order[m]] < start + len(x):
+                        if rows is None:
+                            rows = np.empty((FRAME_SAMPLE, x.shape[1]), dtype=x.dtype)
+                        rows[order[m]] = x[pick[order[m]] - start]
+                        m += 1
+                    start += len(x)
+                km = KMeans(n_clusters=min(k, len(rows)), n_init=3, random_state=0).fit(rows)
+                labels = [int(np.bincount(km.predict(x[a:b])).argmax())
+                          for x, _, spans in self._segments(train) for a, b in spans]
         else:
-            means = np.stack([rows.mean(0) for _, rows in segments])
+            means = np.stack(means)
             labels = KMeans(n_clusters=min(int(self.config["k"]), len(means)), n_init=3,
                             random_state=0).fit_predict(means)
         self.transcripts = {}
-        for (key, _), lab in zip(segments, labels):
+        for key, lab in zip(keys, labels):
             self.transcripts.setdefault(key, []).append(int(lab))
         self.bounds = {}  # uniform initial boundaries
         for key, labs in self.transcripts.items():
             n = len(labs)
             self.bounds[key] = [int(round(lengths[key] * j / n)) for j in range(1, n)]
+
+    def _segments(self, train):
+        """Per training instance: its normalized rows, its key and its annotated segments' non-empty
+        ``(start, end)`` row spans."""
+        for i in range(len(train)):
+            item = train[i]
+            x = self.transform(item["features"].numpy())
+            edges = [0, *item["row_boundaries"].tolist(), len(x)]
+            yield x, item["key"], [(edges[j], edges[j + 1]) for j in range(len(edges) - 1) if edges[j + 1] > edges[j]]
 
     def start_epoch(self, epoch: int, epochs: int, train) -> None:
         if epoch == 1:

@@ -3,7 +3,13 @@ cosine similarity of every pair of standardised rows forms a T x T matrix; a che
 slid along its diagonal scores each row as a boundary (similar within the blocks before and after
 it, dissimilar across); a segment is split at its strongest score and each half parsed again,
 until a half would be shorter than ``min_length`` rows or the peak is not salient relative to the
-instance's scores. No training (``fit`` records the standardisation statistics)."""
+instance's scores. No training (``fit`` records the standardisation statistics).
+
+The kernel and ``min_length`` are fractions of the instance by default (see :mod:`tapos.parse.lengths`):
+a 16-row kernel is a seventh of a synthetic instance but 0.5 s of a TAPOS one at 30 fps, where it
+scored camera moves and noise as boundaries (10 per instance against 2.3 true). A kernel that
+grows with the instance is scored from the rows (:func:`checkerboard_from_rows`: the two sides'
+weighted mean unit rows, O(T * D) memory), not from a T x T matrix, when its band would be large."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +17,7 @@ import numpy as np
 from tapos.data.errors import TaposError
 
 from .base import FitOptions, Parser, fit_once
+from .lengths import check_length, is_fraction, length_rows
 from .registry import register
 
 
@@ -46,7 +53,13 @@ def checkerboard_score(sim: np.ndarray, kernel: int, taper: float = 0.0) -> np.n
     pad = np.pad(np.asarray(sim, dtype=np.float64), h, constant_values=np.nan)
     win = np.lib.stride_tricks.sliding_window_view(pad, (2 * h, 2 * h))
     t = np.arange(T)
-    band = win[t, t]  # (T, 2h, 2h): band[t, i, j] = sim[t - h + i, t - h + j] (NaN outside)
+    return band_score(win[t, t], kernel, taper)  # band[t, i, j] = sim[t - h + i, t - h + j] (NaN outside)
+
+
+def band_score(band: np.ndarray, kernel: int, taper: float = 0.0) -> np.ndarray:
+    """:func:`checkerboard_score` from the band ``(T, 2h, 2h)`` of the similarity matrix that it
+    reads, ``band[t, i, j] = sim[t - h + i, t - h + j]`` (NaN outside the matrix)."""
+    h = kernel // 2
     w = kernel_weights(2 * h, taper)
     ww = np.where(np.isnan(band), 0.0, w[:, None] * w[None, :])
     vals = np.nan_to_num(band)
@@ -62,6 +75,84 @@ def checkerboard_score(sim: np.ndarray, kernel: int, taper: float = 0.0) -> np.n
     across, _ = block_mean(before, after)
     score = np.where(ok_b & ok_a, within_b + within_a - 2 * across, 0.0)
     return np.maximum(score, 0.0)  # rounding can leave -1e-16 where the sides are equal
+
+
+# Instances longer than this many rows are never scored from their whole T x T similarity matrix:
+# 25,050 rows (TAPOS's longest train instance at a row per frame) would be a 5 GB matrix and as
+# much again padded. TSMParser.score reads them from the rows (checkerboard_from_rows, whose
+# memory does not grow with a kernel that is a fraction of the instance); similarity_band gives
+# the band of the matrix that the kernel reads, for a fixed kernel in rows.
+FULL_MATRIX_ROWS = 4096
+
+
+def similarity_band(x: np.ndarray, kernel: int) -> np.ndarray:
+    """The band ``(T, 2h, 2h)`` of the cosine self-similarity of the rows of ``x`` that
+    :func:`checkerboard_score` reads (h = kernel / 2): ``band[t, i, j]`` is the similarity of rows
+    ``t - h + i`` and ``t - h + j``, NaN where one is outside. O(T * kernel * D) time, O(T * kernel^2)
+    memory besides ``x``: the same values as the matrix (up to rounding), without it."""
+    x = np.asarray(x, dtype=np.float64)
+    unit = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+    T, h = len(unit), kernel // 2
+    near = np.full((T, 2 * h), np.nan)  # near[r, o] = sim[r, r + o]
+    for o in range(min(2 * h, T)):
+        near[:T - o, o] = np.einsum("td,td->t", unit[:T - o], unit[o:])
+    off = np.arange(2 * h) - h
+    p = np.arange(T)[:, None, None] + off[None, :, None]  # rows of band[t, i, :] and band[t, :, j]
+    q = np.arange(T)[:, None, None] + off[None, None, :]
+    lo = np.minimum(p, q)
+    inside = (lo >= 0) & (np.maximum(p, q) < T)
+    return np.where(inside, near[np.clip(lo, 0, T - 1), np.abs(p - q)], np.nan)
+
+
+# Above this many cells (T * kernel^2) of the kernel's band, the score is computed from the rows
+# (checkerboard_from_rows) rather than from the similarity matrix: a kernel of a fifth of a
+# 3,000-row instance would read 1e9 cells.
+BAND_CELLS = 2_000_000
+# Work (rows x kernel/2 x feature width) up to which the side means are summed offset by offset;
+# beyond it they are FFT convolutions, a slice of columns at a time.
+DIRECT_WORK = 50_000_000
+COLUMNS = 256
+
+
+def checkerboard_from_rows(x: np.ndarray, kernel: int, taper: float = 0.0) -> np.ndarray:
+    """:func:`checkerboard_score` of the cosine TSM of ``x (T, D)`` without the matrix. A block
+    mean of the TSM is an inner product of weighted means of unit rows (the mean of ``w_i w_j
+    u_i . u_j`` over a block is ``m_b . m_a``), so the score is ``|m_before(t) - m_after(t)|^2``
+    with ``m`` the weighted mean unit row of the ``kernel / 2`` rows either side of t (rows
+    outside the instance left out, as in the matrix). Equal to the matrix form up to rounding;
+    O(T * D) memory whatever the kernel."""
+    from scipy.signal import fftconvolve
+
+    x = np.asarray(x, dtype=np.float64)
+    unit = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+    T, D = unit.shape
+    h = kernel // 2
+    w = kernel_weights(2 * h, taper)
+    wb, wa = w[:h], w[h:]  # offsets -h..-1 and 0..h-1 from t
+    direct = T * h * D <= DIRECT_WORK
+
+    def sides(a):  # weighted sums of the h rows before t and of the h rows from t, for every t
+        P = np.zeros((T + 2 * h,) + a.shape[1:])
+        P[h:h + T] = a  # P[t + h] = a[t]; zeros outside the instance
+        if direct:
+            before = sum(wb[i] * P[i:i + T] for i in range(h))
+            after = sum(wa[j] * P[h + j:h + j + T] for j in range(h))
+            return before, after
+        shape = (-1,) + (1,) * (a.ndim - 1)
+        before = fftconvolve(P, wb[::-1].reshape(shape), mode="valid", axes=0)[:T]
+        after = fftconvolve(P, wa[::-1].reshape(shape), mode="valid", axes=0)[h:h + T]
+        return before, after
+
+    den_b, den_a = sides(np.ones(T))
+    ok = (den_b > 1e-9) & (den_a > 1e-9)  # row 0 has no row before it
+    score = np.zeros(T)
+    for c in range(0, D, COLUMNS if not direct else D):
+        num_b, num_a = sides(unit[:, c:c + (COLUMNS if not direct else D)])
+        diff = num_b / np.maximum(den_b, 1e-12)[:, None] - num_a / np.maximum(den_a, 1e-12)[:, None]
+        score += np.square(diff).sum(1)
+    score = np.where(ok, score, 0.0)
+    score[score < 1e-12] = 0.0  # rounding where the sides are equal (scores lie in [0, 4])
+    return score
 
 
 def recursive_split(score: np.ndarray, min_length: int, threshold: float) -> np.ndarray:
@@ -88,21 +179,22 @@ class TSMParser(Parser):
     name = "tsm"
     supervision = "none"
     DEFAULTS = {
-        "kernel": 16,        # checkerboard side in rows (even): kernel/2 rows either side of a boundary
+        "kernel": 0.2,       # checkerboard side: a fraction 0 < f < 1 of the instance's rows (kernel/2
+                             # rows either side of a boundary; rounded to an even count >= 2), or an even
+                             # number of rows (the former default, 16, was a seventh of a synthetic
+                             # instance but half a second of TAPOS at 30 fps: 4.5x over-parsed)
         "taper": 0.5,        # Gaussian taper of the kernel, sigma = taper * kernel/2; 0 = a flat kernel
         "saliency": 1.0,     # a split's peak must reach mean + saliency * std of the instance's scores;
                              # "auto" (with --select-on dev): chosen there among TUNABLE
-        "min_length": 4,     # rows: no part of a split is shorter
+        "min_length": 0.07,  # no part of a split is shorter: a fraction of the instance's rows (at least
+                             # 1) or a whole number of rows (formerly 4)
     }
     TUNABLE = {"saliency": (1.0, 0.0, 0.5, 1.5, 2.0, 3.0)}
 
     def __init__(self, **config):
         super().__init__(**config)
-        k, m = self.config["kernel"], self.config["min_length"]
-        if not isinstance(k, int) or k < 2 or k % 2:
-            raise TaposError(f"tsm: kernel must be an even number of rows >= 2, not {k!r}")
-        if not isinstance(m, int) or m < 1:
-            raise TaposError(f"tsm: min_length must be a whole number of rows >= 1, not {m!r}")
+        check_length(self.name, "kernel", self.config["kernel"], least=2, even=True)
+        check_length(self.name, "min_length", self.config["min_length"])
         if not isinstance(self.config["taper"], (int, float)) or self.config["taper"] < 0:
             raise TaposError(f"tsm: taper must be a number >= 0, not {self.config['taper']!r}")
 
@@ -110,16 +202,27 @@ class TSMParser(Parser):
         opts = opts or FitOptions()
         return fit_once(self, train, val, opts, lambda: self.prepare(train, opts))
 
+    def kernel_rows(self, rows: int) -> int:
+        """The checkerboard side in rows for an instance of ``rows`` rows (even, >= 2)."""
+        k = self.config["kernel"]
+        return max(2, 2 * int(round(k * rows / 2))) if is_fraction(k) else int(k)
+
     def score(self, x: np.ndarray) -> np.ndarray:
-        """Each row's boundary score for normalized rows ``x (T, D)`` (one T x T matrix in memory)."""
+        """Each row's boundary score for normalized rows ``x (T, D)``: from one T x T matrix in memory
+        when its band is small, from the rows (:func:`checkerboard_from_rows`, no matrix) for
+        instances over ``FULL_MATRIX_ROWS`` rows or a band over ``BAND_CELLS`` cells."""
         from threadpoolctl import threadpool_limits
 
+        T = len(x)
+        kernel, taper = self.kernel_rows(T), float(self.config["taper"])
         with threadpool_limits(1):  # one instance's matrices are small: BLAS threads only contend
+            if T > FULL_MATRIX_ROWS or T * kernel * kernel > BAND_CELLS:
+                return checkerboard_from_rows(x, kernel, taper)
             sim = self_similarity(x)
-        return checkerboard_score(sim, int(self.config["kernel"]), float(self.config["taper"]))
+        return checkerboard_score(sim, kernel, taper)
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
         s = self.score(x)
         inner = s[1:]  # row 0 cannot start a sub-action
         thr = inner.mean() + float(self.option("saliency")) * inner.std()
-        return recursive_split(s, int(self.config["min_length"]), thr)
+        return recursive_split(s, length_rows(self.config["min_length"], len(x)), thr)

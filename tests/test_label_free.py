@@ -195,3 +195,123 @@ def test_kcpd_compact_rows_keep_the_kernel():
     steps = np.repeat(np.random.default_rng(1).normal(size=(3, 80)), 10, axis=0)
     steps += 0.1 * np.random.default_rng(2).normal(size=steps.shape)
     assert p.boundary_rows(steps).tolist() == [10, 20]
+
+
+# --- defaults on TAPOS's structure (issue #27): few sub-actions in longer instances, at two strides ------
+
+def tapos_like_structure(path, n, seed):
+    """``n`` instances shaped like TAPOS's (no real file read): 2-20 s at 25 or 30 fps (median
+    about 5 s, 150 frames), 1 + Poisson(0.2 per second) boundaries (median 2, more in longer
+    instances), two instances per video, two in five in val."""
+    from tapos.data import save_annotations
+    from tapos.data.annotations import Instance
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        fps = float(rng.choice([25.0, 30.0]))
+        dur = float(np.clip(rng.lognormal(np.log(5.0), 0.5), 2.0, 20.0))
+        total = int(round(dur * fps))
+        k = 1 + int(rng.poisson(0.2 * dur))
+        gap = max(4, total // (4 * (k + 1)))  # no sub-action shorter than a quarter of the mean
+        while True:
+            cuts = np.sort(rng.choice(np.arange(gap, total - gap), size=k, replace=False))
+            if k == 1 or np.diff(cuts).min() >= gap:
+                break
+        ms = int(round(dur * 1000))
+        out.append(Instance(f"vid{i // 2:05d}xyz", f"s{i % 2 + 1:05d}_0_000_{ms // 1000}_{ms % 1000:03d}", 0,
+                            "val" if i % 5 < 2 else "train", total, (0, *cuts.tolist(), total), (0.0, dur + 1.0)))
+    save_annotations(out, path)
+    return path
+
+
+def write_strided(src, dst, stride):
+    """The cache ``src`` (a row per frame) with every ``stride``-th row, at its time ``k * stride / fps``,
+    as ``tapos-extract --stride`` writes it."""
+    from tapos.data.features import ExtractionSettings, FeatureReader, FeatureWriter
+
+    reader = FeatureReader(src)
+    settings = ExtractionSettings(backbone="synthetic", modalities=("rgb", "flow"), stride=stride)
+    with FeatureWriter(dst, settings=settings) as writer:
+        for key in reader.keys():
+            info = reader.info(key)
+            index = np.arange(0, info.num_rows, stride)
+            writer.write(key, {m: reader.read(key, m)[index] for m in ("rgb", "flow")}, fps=info.fps / stride,
+                         num_frames=info.num_frames, frame_index=index, timestamps=index / info.fps,
+                         frame_rate=info.fps)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def tapos_like(tmp_path_factory):
+    from tapos.data.synth import write_dataset
+
+    out = tmp_path_factory.mktemp("tapos_like")
+    write_dataset(out, like=[tapos_like_structure(out / "structure.json", 60, seed=0)], features=True,
+                  progress=False, seed=0)
+    ann = load_annotations(out / "tapos_annotation.json")
+    return ann, {1: out / "features.h5", 3: write_strided(out / "features.h5", out / "features_s3.h5", 3)}
+
+
+@pytest.mark.parametrize("name", ["pa", "tsm", "kcpd", "kmeans", "embed"])
+def test_defaults_count_within_twice_the_truth_on_tapos_structure_at_two_strides(name, tapos_like):
+    """Without a selection split, on instances of TAPOS's structure (about 150 rows, 2 boundaries,
+    camera moves that are not boundaries), every label-free method predicts between half and twice
+    the true number of boundaries, at a row per frame and at every third frame, and about as many
+    at both strides (their lengths are fractions of the instance, not rows). The former defaults,
+    fixed row counts, gave 4.3x (pa), 2.8x (tsm) and 25x (k-means, no smoothing) at stride 1."""
+    ann, caches = tapos_like
+    counts = {}
+    for stride, feats in caches.items():
+        train, val = FeatureDataset(feats, ann, "train", "rgb+flow"), FeatureDataset(feats, ann, "val", "rgb+flow")
+        parser = get_parser(name, **({"epochs": 4, "hidden": 32, "dim": 16, "anchors": 16} if name == "embed" else {}))
+        parser.fit(train, None, FitOptions(seed=0, progress=False))
+        preds = predict_dataset(parser, val)
+        truth = np.mean([len(i.boundaries) for i in val.instances])
+        counts[stride] = np.mean([len(v) for v in preds.values()]) / truth
+        assert 0.5 < counts[stride] < 2.0, f"{name} at stride {stride}: {counts[stride]:.2f}x the true count"
+    assert 1 / 1.5 < counts[1] / counts[3] < 1.5, f"{name}: {counts[1]:.2f}x at stride 1, {counts[3]:.2f}x at stride 3"
+
+
+def test_lengths_are_fractions_of_the_instance_or_rows():
+    from tapos.parse.lengths import length_rows
+
+    assert length_rows(0.1, 280) == 28 and length_rows(0.1, 93) == 9 and length_rows(0.01, 20) == 1
+    assert length_rows(5, 280) == 5  # a whole number is rows, as before
+    assert get_parser("tsm", kernel=0.2).kernel_rows(113) == 22 and get_parser("tsm", kernel=0.2).kernel_rows(5) == 2
+    assert get_parser("tsm", kernel=12).kernel_rows(500) == 12
+    for name, bad in (("pa", {"window": 1.5}), ("pa", {"min_distance": 0}), ("tsm", {"kernel": 1.0}),
+                      ("tsm", {"min_length": 2.5}), ("kcpd", {"min_size": 0.0}), ("kmeans", {"min_segment": -1}),
+                      ("kcpd", {"penalty_fraction": 1.5}), ("kcpd", {"noise_factor": 0}), ("kcpd", {"max_rows": 1})):
+        with pytest.raises(TaposError, match=next(iter(bad))):
+            get_parser(name, **bad)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_checkerboard_from_rows_equals_the_matrix(direct, monkeypatch):
+    from tapos.parse import tsm
+
+    if not direct:  # the FFT path of long instances
+        monkeypatch.setattr(tsm, "DIRECT_WORK", 0)
+        monkeypatch.setattr(tsm, "COLUMNS", 3)
+    rng = np.random.default_rng(5)
+    for T, kernel, taper in ((23, 2, 0.0), (60, 8, 0.5), (90, 30, 1.0), (40, 60, 0.5)):
+        x = rng.normal(size=(T, 7))
+        x[T // 2:] += 1.5
+        assert np.allclose(tsm.checkerboard_from_rows(x, kernel, taper),
+                           checkerboard_score(self_similarity(x), kernel, taper), atol=1e-9)
+    steps = np.concatenate([np.tile([1.0, 0, 0], (20, 1)), np.tile([0, 1.0, 0], (15, 1))])
+    s = tsm.checkerboard_from_rows(steps, 8, 0.5)
+    assert int(np.argmax(s)) == 20 and np.all(s[:14] == 0) and np.all(s[27:] == 0)
+
+
+def test_kcpd_bins_long_instances():
+    """An instance longer than max_rows is searched on its rows averaged into max_rows bins; its
+    boundaries come back in rows, near where the rows change."""
+    rng = np.random.default_rng(3)
+    levels = rng.normal(size=(3, 40))
+    x = np.concatenate([np.repeat(levels[i:i + 1], n, axis=0) for i, n in enumerate((700, 500, 800))])
+    x += 0.3 * rng.normal(size=x.shape)
+    got = get_parser("kcpd", max_rows=200).boundary_rows(x)
+    assert len(got) == 2 and np.all(np.abs(got - [700, 1200]) <= 10)
+    assert get_parser("kcpd", max_rows=None).boundary_rows(x).tolist() == [700, 1200]

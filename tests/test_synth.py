@@ -6,6 +6,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from tapos.data import FeatureReader, TaposError, load_annotations, load_gebd
+from tapos.data.clock import boundary_rows
 from tapos.data.ffmpeg import probe
 from tapos.data.synth import PRESETS, write_dataset
 
@@ -98,7 +99,7 @@ def test_unknown_option(tmp_path):
 
 
 def test_source_videos_hold_each_instance_at_its_time(tmp_path):
-    from tapos.data.ffmpeg import probe, read_frames
+    from tapos.data.ffmpeg import read_frames
     from tapos.data.synth import write_dataset
 
     paths = write_dataset(tmp_path, 5, 2, seed=2, videos=True, sources=True, progress=False, first_shot_max=1.0)
@@ -328,3 +329,28 @@ def test_like_refusals_are_one_line(tmp_path, cli, extra, message):
     assert not (tmp_path / "out").exists()
     proc = cli("tapos-data", "synth", tmp_path / "out", "--max-instances", "3", check=False)
     assert proc.returncode == 1 and "--max-instances needs --like" in proc.stderr
+
+
+def test_stride_writes_the_cache_a_strided_extraction_gives(tmp_path, synth_dir, cli):
+    """``synth --stride 3``: every third frame of the stride-1 content, at its own frame and time,
+    and the boundaries land on the same rows as the clock places them on a strided extraction."""
+    from tapos.data import FeatureDataset
+
+    cli("tapos-data", "synth", tmp_path, "--instances", "60", "--classes", "5", "--seed", "3", "--features",
+        "--stride", "3")
+    strided, full = FeatureReader(tmp_path / "features.h5"), FeatureReader(synth_dir / "features.h5")
+    assert strided.settings().stride == 3
+    ann = load_annotations(tmp_path / "tapos_annotation.json")
+    for key in strided.keys()[:5]:
+        rows = full.read(key, "rgb+flow")[::3]
+        np.testing.assert_array_equal(strided.read(key, "rgb+flow"), rows)
+        np.testing.assert_array_equal(strided.frame_index(key), np.arange(0, len(rows) * 3, 3))
+        np.testing.assert_allclose(strided.timestamps(key), np.arange(0, len(rows) * 3, 3) / ann[key].fps)
+    item = FeatureDataset(tmp_path / "features.h5", ann, "train", "rgb+flow")[0]
+    inst = ann[item["key"]]
+    assert item["features"].shape[0] == -(-inst.total_frames // 3) and len(item["row_boundaries"]) >= 1
+    frames = strided.frame_index(item["key"])
+    np.testing.assert_array_equal(item["row_boundaries"].numpy(),
+                                  boundary_rows(inst.boundaries, frames))
+    bad = cli("tapos-data", "synth", tmp_path / "x", "--instances", "3", "--stride", "0", check=False)
+    assert bad.returncode != 0 and "--stride" in bad.stderr and "Traceback" not in bad.stderr
