@@ -93,8 +93,7 @@ def jobs(table3: bool) -> list:
     """Every fit of one seed, in the order the tables show them: ``{job, method, cfg, select}``."""
     out = []
     for name in label_free():
-        if name != "kmeans":  # k-means without smoothing over-parses; its row selects min_segment on dev
-            out.append({"job": name, "method": name, "cfg": {}, "select": "none"})
+        out.append({"job": name, "method": name, "cfg": {}, "select": "none"})
         auto = {k: "auto" for k in PARSERS[name].TUNABLE if tunable(name, k)}
         out.append({"job": f"{name} (dev)", "method": name, "cfg": auto, "select": "dev"})
     out += [{"job": n, "method": n, "cfg": {}, "select": "dev"} for n in SUPERVISED]
@@ -292,6 +291,8 @@ def main():
     ap.add_argument("--dev-fraction", type=float, default=DEV_FRACTION)
     ap.add_argument("--no-table3", action="store_true", help="skip the units x local-loss ablation")
     ap.add_argument("--methods", nargs="+", default=None, help="run only these methods' configurations")
+    ap.add_argument("--configs", nargs="+", default=None, metavar="JOB",
+                    help="run only these configurations (names as printed, e.g. 'ensemble: x2 + local loss')")
     ap.add_argument("--jobs", type=int, default=1, help="fits run in parallel (processes of one thread each)")
     ap.add_argument("--resume", action="store_true", help="keep the runs already written, run the others")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
@@ -321,7 +322,8 @@ def main():
         curves = pd.read_csv(paths["curves"]).to_dict("records") if paths["curves"].exists() else []
     done = {(r["job"], r["seed"]) for r in rows}
     todo = [(j, s) for s in range(args.seeds) for j in jobs(not args.no_table3)
-            if (j["job"], s) not in done and (args.methods is None or j["method"] in args.methods)]
+            if (j["job"], s) not in done and (args.methods is None or j["method"] in args.methods)
+            and (args.configs is None or j["job"] in args.configs)]
     order = {j["job"]: i for i, j in enumerate(jobs(True))}
 
     def save():
@@ -346,7 +348,7 @@ def main():
     text = tables(runs, len(DATA["train"]), len(DATA["dev"]), len(DATA["val"]), args)
     curve_df = pd.DataFrame(curves)
     t2 = runs[runs.table == "table2"].drop_duplicates("config")
-    shown = [c for c, m in zip(t2.config, t2.method) if not c.endswith("(dev)") or m == "kmeans"]  # each method as its users run it
+    shown = [c for c in t2.config if not c.endswith("(dev)")]  # each method as its users run it
     free = set(t2.config[t2.supervision == "none"])
     plot_curves(curve_df[curve_df.seed < args.seeds], shown, free, paths["f1_threshold"])
     text += f"\nFigure: `{paths['f1_threshold'].name}` (Figure 7's layout: {', '.join(shown)}).\n"

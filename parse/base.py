@@ -80,11 +80,13 @@ class Parser:
         self.num_classes: Optional[int] = None
         self.mean: Optional[np.ndarray] = None
         self.std: Optional[np.ndarray] = None
+        self.rate: Optional[float] = None  # rows per second of the training cache (lengths in seconds)
 
     # --- fitting -------------------------------------------------------------------------
     def prepare(self, train, opts: FitOptions) -> None:
-        """Record the input dimension, the classes and the normalization statistics."""
+        """Record the input dimension, the classes, the normalization statistics and the rows' rate."""
         self.dim = train.dim
+        self.rate = rows_per_second(train)
         self.num_classes = max(max(int(i.action) for i in train.instances) + 1, 1)
         if self.normalize:  # a property of the data, not of the seed (members of an ensemble share it)
             self.mean, self.std = feature_stats(train)
@@ -186,6 +188,7 @@ class Parser:
             "num_classes": self.num_classes,
             "mean": None if self.mean is None else torch.from_numpy(np.asarray(self.mean)),
             "std": None if self.std is None else torch.from_numpy(np.asarray(self.std)),
+            "rate": self.rate,
             "extra": self.extra_state(),
         }
 
@@ -197,8 +200,19 @@ class Parser:
         parser.num_classes = state["num_classes"]
         parser.mean = None if state["mean"] is None else state["mean"].numpy()
         parser.std = None if state["std"] is None else state["std"].numpy()
+        parser.rate = state.get("rate")  # absent from models saved before lengths in seconds
         parser.load_extra_state(state["extra"])
         return parser
+
+
+def rows_per_second(dataset) -> Optional[float]:
+    """The median rows per second of a training split's instances (their cache's ``fps``: the video's
+    rate over the extraction stride), which turns lengths in seconds into rows; None for a split
+    without a feature cache."""
+    reader = getattr(dataset, "reader", None)
+    if reader is None or not len(dataset.instances):
+        return None
+    return float(np.median([reader.info(i.key).fps for i in dataset.instances]))
 
 
 def fit_once(parser: Parser, train, val, opts: FitOptions, fit_fn) -> list:

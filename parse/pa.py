@@ -2,12 +2,11 @@
 of the frames before and of the frames after; local maxima above a threshold are boundaries.
 No training (``fit`` only records the feature width).
 
-Its lengths (the window, the spacing of boundaries) are fractions of the instance by default, as
-are those of the other label-free parsers (:mod:`tapos.parse.lengths`): an instance of 113 rows (the
-synthetic benchmark) and one of 280 (TAPOS at a row per frame) get windows of the same share of
-their duration, and a cache at stride 3 the same boundaries in time as at stride 1. Fixed row
-counts over-parsed TAPOS's structure (a 5-row window at 30 fps is 0.17 s: 15 boundaries per
-instance against 2.3 true)."""
+Its lengths (the window, the spacing of boundaries) are in seconds by default, as are those of the
+other label-free parsers (:mod:`tapos.parse.lengths`): sub-actions last about as long whatever the
+instance's length, and a cache at stride 3 gets the same windows in time as one at stride 1.
+GEBD's 5 rows (``--preset paper``) are 0.17 s at 30 fps: 15 boundaries per instance on TAPOS's
+structure against 2.3 true; fractions of the instance give every instance about the same count."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,17 +33,19 @@ class PAParser(Parser):
     supervision = "none"
     normalize = False  # cosine dissimilarity of raw features: nothing is learned
     DEFAULTS = {
-        "window": 0.12,       # rows averaged on each side: a fraction 0 < f < 1 of the instance's rows
-                              # (at least 1), or a whole number of rows (the former default, 5, was
-                              # 0.17 s at 30 fps: noise peaks over-parsed TAPOS's structure 7x; 0.12
-                              # parses it 1.7x and the synthetic benchmark 0.7x, at strides 1 and 3)
+        "window": "1.5s",     # averaged on each side: seconds ("1.5s"), a fraction 0 < f < 1 of the
+                              # instance's rows, or a whole number of rows (tapos.parse.lengths). On
+                              # TAPOS's structure (train split): 1.0x the true count, its correlation
+                              # with the truth 0.62; as a fraction (0.12) 1.3x but correlation 0.05;
+                              # GEBD's 5 rows (0.17 s at 30 fps) 7x. The synthetic benchmark's
+                              # sub-actions last a third as long: 0.4x there (use 0.12 on it)
         "threshold": 0.5,     # a peak must reach mean + threshold * std of the instance's scores (GEBD's
                               # baseline value: label-free); "auto" (with --select-on dev): chosen there
-        "min_distance": 0.1,  # rows between two boundaries (the higher peak wins): a fraction of the
-                              # instance's rows (so at most about 1 / f boundaries) or a whole number
+        "min_distance": "1.5s",  # between two boundaries (the higher peak wins): seconds, a fraction of
+                              # the instance's rows or a whole number of rows
     }
     TUNABLE = {"threshold": (0.5, 0.0, 0.25, 1.0, 1.5, 2.0)}
-    PRESETS = {"paper": {"threshold": 0.5}}  # GEBD's baseline: a fixed threshold
+    PRESETS = {"paper": {"threshold": 0.5, "window": 5, "min_distance": 5}}  # GEBD's baseline: fixed rows and threshold
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -57,6 +58,6 @@ class PAParser(Parser):
 
     def boundary_rows(self, x: np.ndarray) -> np.ndarray:
         T = len(x)
-        s = change_score(x, length_rows(self.config["window"], T))
+        s = change_score(x, length_rows(self.config["window"], T, rate=self.rate))
         thr = s.mean() + self.option("threshold") * s.std()
-        return pick_peaks(s, thr, length_rows(self.config["min_distance"], T))
+        return pick_peaks(s, thr, length_rows(self.config["min_distance"], T, rate=self.rate))

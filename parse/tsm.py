@@ -5,10 +5,9 @@ it, dissimilar across); a segment is split at its strongest score and each half 
 until a half would be shorter than ``min_length`` rows or the peak is not salient relative to the
 instance's scores. No training (``fit`` records the standardisation statistics).
 
-The kernel and ``min_length`` are fractions of the instance by default (see :mod:`tapos.parse.lengths`):
-a 16-row kernel is a seventh of a synthetic instance but 0.5 s of a TAPOS one at 30 fps, where it
-scored camera moves and noise as boundaries (10 per instance against 2.3 true). A kernel that
-grows with the instance is scored from the rows (:func:`checkerboard_from_rows`: the two sides'
+The kernel and ``min_length`` are in seconds by default (see :mod:`tapos.parse.lengths`): a
+16-row kernel is a seventh of a synthetic instance but 0.5 s of a TAPOS one at 30 fps, where it
+scored camera moves and noise as boundaries (10 per instance against 2.3 true). A long kernel is scored from the rows (:func:`checkerboard_from_rows`: the two sides'
 weighted mean unit rows, O(T * D) memory), not from a T x T matrix, when its band would be large."""
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import numpy as np
 from tapos.data.errors import TaposError
 
 from .base import FitOptions, Parser, fit_once
-from .lengths import check_length, is_fraction, length_rows
+from .lengths import check_length, is_fraction, length_rows, length_value, seconds
 from .registry import register
 
 
@@ -179,15 +178,16 @@ class TSMParser(Parser):
     name = "tsm"
     supervision = "none"
     DEFAULTS = {
-        "kernel": 0.2,       # checkerboard side: a fraction 0 < f < 1 of the instance's rows (kernel/2
-                             # rows either side of a boundary; rounded to an even count >= 2), or an even
-                             # number of rows (the former default, 16, was a seventh of a synthetic
-                             # instance but half a second of TAPOS at 30 fps: 4.5x over-parsed)
+        "kernel": "2s",      # checkerboard side (kernel/2 either side of a boundary; rounded to an even
+                             # count of rows >= 2): seconds, a fraction 0 < f < 1 of the instance's rows
+                             # or an even number of rows (tapos.parse.lengths). With min_length "1s", on
+                             # TAPOS's structure (train split): 0.9x the true count, correlation 0.60
+                             # (fractions 0.2 / 0.07: 1.2x, correlation 0.00; 16 rows: 4.5x)
         "taper": 0.5,        # Gaussian taper of the kernel, sigma = taper * kernel/2; 0 = a flat kernel
         "saliency": 1.0,     # a split's peak must reach mean + saliency * std of the instance's scores;
                              # "auto" (with --select-on dev): chosen there among TUNABLE
-        "min_length": 0.07,  # no part of a split is shorter: a fraction of the instance's rows (at least
-                             # 1) or a whole number of rows (formerly 4)
+        "min_length": "1s",  # no part of a split is shorter: seconds, a fraction of the instance's rows
+                             # or a whole number of rows (formerly 4)
     }
     TUNABLE = {"saliency": (1.0, 0.0, 0.5, 1.5, 2.0, 3.0)}
 
@@ -205,7 +205,9 @@ class TSMParser(Parser):
     def kernel_rows(self, rows: int) -> int:
         """The checkerboard side in rows for an instance of ``rows`` rows (even, >= 2)."""
         k = self.config["kernel"]
-        return max(2, 2 * int(round(k * rows / 2))) if is_fraction(k) else int(k)
+        if is_fraction(k) or seconds(k):
+            return max(2, 2 * int(round(length_value(k, rows, self.rate) / 2)))
+        return int(k)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Each row's boundary score for normalized rows ``x (T, D)``: from one T x T matrix in memory
@@ -225,4 +227,4 @@ class TSMParser(Parser):
         s = self.score(x)
         inner = s[1:]  # row 0 cannot start a sub-action
         thr = inner.mean() + float(self.option("saliency")) * inner.std()
-        return recursive_split(s, length_rows(self.config["min_length"], len(x)), thr)
+        return recursive_split(s, length_rows(self.config["min_length"], len(x), rate=self.rate), thr)

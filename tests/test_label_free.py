@@ -31,12 +31,19 @@ def test_supervision_is_declared():
     assert PARSERS["tcn"].supervision == "boundaries" and PARSERS["pa"].DEFAULTS["threshold"] == 0.5
 
 
+# The generator's own structure: sub-actions of about a second, a third of TAPOS's (the defaults, in
+# seconds, are TAPOS's; test_defaults_count_within_twice_the_truth_on_tapos_structure_at_two_strides).
+# Lengths as fractions of the instance parse it.
+GENERATOR = {"tsm": {"kernel": 0.2, "min_length": 0.07}, "kcpd": {"span": None, "min_size": 4}, "pa": {"window": 0.12, "min_distance": 0.1},
+             "kmeans": {"min_segment": 0.1}, "embed": {"span": None, "kernel": 0.2, "min_length": 0.07}}
+
+
 @pytest.mark.parametrize("name,options", [("tsm", {}), ("kcpd", {}), ("kcpd", {"kernel": "cosine"}),
                                           ("kcpd", {"kernel": "linear"})])
-def test_default_options_find_planted_boundaries(name, options, data):
+def test_label_free_options_find_planted_boundaries(name, options, data):
     train, val = data
-    parser = get_parser(name, **options)
-    parser.fit(train, None, FitOptions(progress=False))  # no selection split: what the defaults give
+    parser = get_parser(name, **{**GENERATOR[name], **options})
+    parser.fit(train, None, FitOptions(progress=False))  # no selection split
     assert_parses(parser, val, f"{name} {options}", ratio=2, margin=0.2)
 
 
@@ -103,7 +110,7 @@ def test_recursion_respects_min_length(min_length):
 
 
 def test_bad_options_are_one_line_errors():
-    for name, bad, match in (("tsm", {"kernel": 7}, "kernel must be an even"), ("tsm", {"min_length": 0}, "min_length"),
+    for name, bad, match in (("tsm", {"kernel": 7}, "kernel must be .* an even number of rows"), ("tsm", {"min_length": 0}, "min_length"),
                              ("tsm", {"taper": -1}, "taper"), ("kcpd", {"kernel": "poly"}, "kernel must be one of"),
                              ("kcpd", {"penalty_scale": 0}, "penalty_scale"), ("kcpd", {"n_bkps": -2}, "n_bkps")):
         with pytest.raises(TaposError, match=match):
@@ -179,7 +186,7 @@ def test_cli_train_and_predict_tsm(synth_dir, tmp_path, cli):
     assert "tsm (supervision: none)" in listing and "transparser (supervision: boundaries)" in listing
     bad = cli("tapos-parse", "train", "--method", "tsm", "--features", feats, "--annotations", ann, "--out",
               tmp_path / "bad", "--set", "kernel=5", check=False)
-    assert bad.returncode == 1 and "kernel must be an even" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and "an even number of rows" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_kcpd_compact_rows_keep_the_kernel():
@@ -191,7 +198,7 @@ def test_kcpd_compact_rows_keep_the_kernel():
     repeated = np.repeat(x[:3], 4, axis=0)  # a singular Gram matrix: kept as it is
     assert compact(repeated).shape == (12, 40)
     assert compact(x[:, :5]).shape == (12, 5)  # D <= T: nothing to gain
-    p = get_parser("kcpd")
+    p = get_parser("kcpd", span=None, min_size=4)  # rows: no fit, no rate
     steps = np.repeat(np.random.default_rng(1).normal(size=(3, 80)), 10, axis=0)
     steps += 0.1 * np.random.default_rng(2).normal(size=steps.shape)
     assert p.boundary_rows(steps).tolist() == [10, 20]
@@ -258,8 +265,8 @@ def test_defaults_count_within_twice_the_truth_on_tapos_structure_at_two_strides
     """Without a selection split, on instances of TAPOS's structure (about 150 rows, 2 boundaries,
     camera moves that are not boundaries), every label-free method predicts between half and twice
     the true number of boundaries, at a row per frame and at every third frame, and about as many
-    at both strides (their lengths are fractions of the instance, not rows). The former defaults,
-    fixed row counts, gave 4.3x (pa), 2.8x (tsm) and 25x (k-means, no smoothing) at stride 1."""
+    at both strides (their lengths are seconds, not rows). The former defaults, fixed row counts,
+    gave 4.3x (pa), 2.8x (tsm) and 25x (k-means, no smoothing) at stride 1."""
     ann, caches = tapos_like
     counts = {}
     for stride, feats in caches.items():
@@ -273,16 +280,29 @@ def test_defaults_count_within_twice_the_truth_on_tapos_structure_at_two_strides
     assert 1 / 1.5 < counts[1] / counts[3] < 1.5, f"{name}: {counts[1]:.2f}x at stride 1, {counts[3]:.2f}x at stride 3"
 
 
-def test_lengths_are_fractions_of_the_instance_or_rows():
+def test_lengths_are_seconds_fractions_of_the_instance_or_rows(synth_dir):
     from tapos.parse.lengths import length_rows
 
+    assert length_rows("1.5s", 280, rate=10.0) == 15 and length_rows("1.5s", 93, rate=30.0) == 45
+    assert length_rows(" .5 s", 10, least=2, rate=2.0) == 2
+    with pytest.raises(TaposError, match="needs the rows' rate"):
+        length_rows("1s", 100)  # not fitted: no rate
     assert length_rows(0.1, 280) == 28 and length_rows(0.1, 93) == 9 and length_rows(0.01, 20) == 1
     assert length_rows(5, 280) == 5  # a whole number is rows, as before
+    ann = load_annotations(synth_dir / "tapos_annotation.json")
+    train = FeatureDataset(synth_dir / "features.h5", ann, "train", "rgb+flow")
+    pa = get_parser("pa")
+    pa.fit(train, None, FitOptions(progress=False))  # records the rows' rate: the cache's median fps
+    assert pa.rate == pytest.approx(np.median([train.reader.info(i.key).fps for i in train.instances]))
+    tsm = get_parser("tsm", kernel="1s")
+    tsm.rate = 25.0
+    assert tsm.kernel_rows(300) == 24 and tsm.kernel_rows(30) == 24  # seconds: not the instance's share
     assert get_parser("tsm", kernel=0.2).kernel_rows(113) == 22 and get_parser("tsm", kernel=0.2).kernel_rows(5) == 2
     assert get_parser("tsm", kernel=12).kernel_rows(500) == 12
     for name, bad in (("pa", {"window": 1.5}), ("pa", {"min_distance": 0}), ("tsm", {"kernel": 1.0}),
                       ("tsm", {"min_length": 2.5}), ("kcpd", {"min_size": 0.0}), ("kmeans", {"min_segment": -1}),
-                      ("kcpd", {"penalty_fraction": 1.5}), ("kcpd", {"noise_factor": 0}), ("kcpd", {"max_rows": 1})):
+                      ("kcpd", {"penalty_fraction": 1.5}), ("kcpd", {"noise_factor": 0}), ("kcpd", {"max_rows": 1}),
+                      ("kcpd", {"span": "-1s"}), ("pa", {"window": "fast"})):
         with pytest.raises(TaposError, match=next(iter(bad))):
             get_parser(name, **bad)
 
@@ -312,6 +332,6 @@ def test_kcpd_bins_long_instances():
     levels = rng.normal(size=(3, 40))
     x = np.concatenate([np.repeat(levels[i:i + 1], n, axis=0) for i, n in enumerate((700, 500, 800))])
     x += 0.3 * rng.normal(size=x.shape)
-    got = get_parser("kcpd", max_rows=200).boundary_rows(x)
+    got = get_parser("kcpd", max_rows=200, span=None, min_size=4).boundary_rows(x)  # rows: no fit, no rate
     assert len(got) == 2 and np.all(np.abs(got - [700, 1200]) <= 10)
-    assert get_parser("kcpd", max_rows=None).boundary_rows(x).tolist() == [700, 1200]
+    assert get_parser("kcpd", max_rows=None, span=None, min_size=4).boundary_rows(x).tolist() == [700, 1200]
