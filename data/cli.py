@@ -24,6 +24,8 @@ def main():
       tapos-data validate tapos_annotation.json
       tapos-data convert tapos_annotation.json val.pkl --to gebd --split val
       tapos-data import-features vf_out/ feats.h5 --map resnet=rgb   # features made elsewhere
+      tapos-data fetch-videos tapos_annotation.json youtube/   # the source videos (pip install 'tapos[fetch]')
+      tapos-data check-videos tapos_annotation.json youtube/   # before extracting them
     """
 
 
@@ -217,6 +219,96 @@ def uniform_boundaries(annotations, out, split, segments, seconds):
     save_predictions(preds, out)
     click.echo(f"wrote {len(preds)} predictions ({segments} equal segments, "
                f"{'seconds' if seconds else 'frames'}) to {out}")
+
+
+@main.command("fetch-videos")
+@click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True,
+              help="Only the videos this split needs.")
+@click.option("--jobs", type=click.IntRange(1), default=4, show_default=True, help="Parallel downloads.")
+@click.option("--format", "fmt", metavar="FORMAT",
+              help="A yt-dlp format string (ranked by yt-dlp's default order). Default: the smallest video "
+                   "stream at or above 256 px on its short side, else the largest below (no audio).")
+@click.option("--rate-limit", metavar="RATE", help="Bytes per second per download, as yt-dlp reads it: 500K, 4.2M.")
+@click.option("--cookies", type=click.Path(dir_okay=False, path_type=Path),
+              help="A Netscape cookies file for yt-dlp (age-restricted videos, 'not a bot' checks); read, not written.")
+@click.option("--url-template", metavar="URL",
+              help="Download from URL with {id} replaced by the YouTube id (a lab's mirror, e.g. "
+                   "https://host/tapos/{id}.mp4) instead of YouTube.")
+@click.option("--overwrite", is_flag=True, help="Download again videos that are already complete.")
+def fetch_videos_command(annotations, out_dir, split, jobs, fmt, rate_limit, cookies, url_template, overwrite):
+    """Download the source video of every instance into OUT_DIR/<youtube_id>.<ext> with yt-dlp.
+
+    \b
+    Needs yt-dlp: pip install 'tapos[fetch]'. What tapos-extract --annotations reads.
+    A video is downloaded under a hidden temporary name in OUT_DIR and renamed once it probes
+    complete, so a file under its final name is always whole: rerun the same command after a
+    crash, it skips the complete files. Each failure gets one line (private, removed,
+    unavailable in your region, network, http 404, not a video, truncated, ...) and an entry in
+    OUT_DIR/failures.json, which lists the last run's failures (a run without any removes it);
+    exit status 1 when any failed.
+    The summary says, per split, how many instances have their source now.
+
+    \b
+    Examples: tapos-data fetch-videos tapos_annotation.json youtube/ --jobs 8
+              tapos-data fetch-videos tapos_annotation.json val/ --split val --url-template https://host/{id}.mp4
+    """
+    from .fetch import fetch_videos
+
+    report = fetch_videos(annotations, out_dir, split=split, jobs=jobs, fmt=fmt, rate_limit=rate_limit,
+                          cookies=cookies, url_template=url_template, overwrite=overwrite,
+                          on_failure=lambda failure: click.echo(failure.line, err=True))
+    click.echo(f"{out_dir}: {len(report.downloaded)} downloaded, {len(report.skipped)} complete already, "
+               f"{len(report.failed)} failed")
+    for name, (have, lack) in report.coverage.items():
+        click.echo(f"  {name}: {have} of {have + lack} instances have their source video, {lack} missing")
+    if report.failed:
+        raise click.ClickException(f"{len(report.failed)} videos failed (listed in {report.failures_file}); "
+                                   f"rerun to retry them")
+
+
+@main.command("check-videos")
+@click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("videos", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the table and every instance's status and reason here.")
+@click.option("--jobs", type=click.IntRange(1), default=4, show_default=True, help="Videos probed in parallel.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when any instance is not ok (default: 0, "
+                                             "whatever was found).")
+def check_videos_command(annotations, videos, split, json_out, jobs, strict):
+    """Check the source videos of every instance before extracting them.
+
+    \b
+    Each instance, found as tapos-extract finds it, gets one status:
+      missing      no <youtube_id>.<ext> (nor <key>.<ext>) in VIDEOS
+      undecodable  it does not probe, has no frames, or is truncated
+      too short    it ends before the instance, or before the instance's shot ends
+      wrong rate   its frames drift from the annotation's (total_frames / duration) by more
+                   than 1% and more than a frame over the instance; it still extracts by time
+      ok
+    and two counts beside: rescaled (the source's frames land more than half a frame off the
+    annotation's, so boundaries move to other frames by the clock) and irregular timing (frames
+    missing or repeated within the video). Prints a table by split and the first problems.
+
+    \b
+    Example: tapos-data check-videos tapos_annotation.json youtube/ --json check.json
+    """
+    from .check_videos import check_videos, summary_table, write_report
+
+    checks = check_videos(annotations, videos, split=split, jobs=jobs)
+    echo_table(summary_table(checks), "{:g}")
+    problems = [c for c in checks if c.status != "ok"]
+    for c in problems[:10]:
+        click.echo(f"  {c.key}: {c.status}: {c.reason}", err=True)
+    if len(problems) > 10:
+        click.echo(f"  ... and {len(problems) - 10} more" + (f" (all in {json_out})" if json_out else ""), err=True)
+    if json_out is not None:
+        write_report(checks, json_out, annotations, videos)
+        click.echo(f"wrote {json_out}")
+    if strict and problems:
+        raise click.ClickException(f"{len(problems)} of {len(checks)} instances are not ok (--strict)")
 
 
 from .cli_features import export_features, import_features  # noqa: E402

@@ -29,6 +29,19 @@ class VideoError(TaposError):
     """A video that cannot be probed, decoded or encoded."""
 
 
+class IncompleteVideoError(VideoError):
+    """A video whose frames stop before the end its header declares (a download cut short)."""
+
+
+# Frame counts, durations and rates that differ by more than this share disagree (the frames of a
+# video against its duration, a source's rate against its annotation's: tapos-data check-videos)
+RATE_TOLERANCE = 0.01
+# A video's frames may end this much before the end its header declares without being called
+# truncated (the larger of a second and 2% of that duration): the header's duration is the
+# longest stream's, and an audio track often outlasts the video by a fraction of a second.
+TRUNCATION_SLACK = (1.0, 0.02)  # seconds, share of the declared duration
+
+
 @functools.lru_cache(maxsize=None)
 def ffmpeg_binary() -> str:
     env = os.environ.get("TAPOS_FFMPEG")
@@ -71,16 +84,28 @@ class VideoInfo:
     rotation: int = 0   # degrees the player rotates the stored picture (display matrix)
     variable_rate: bool = False  # frames are not on the grid of the nominal rate (jittered timestamps)
     declared_fps: float = 0.0    # the rate the stream header states
+    declared_duration: float = 0.0  # the duration the header states (0: unknown)
 
     @property
     def rate_mismatch(self) -> Optional[str]:
         """One line when the frame count and the duration disagree by more than 1% at the
         nominal rate (dropped or repeated frames, an AVI's empty chunks, a gap), else None."""
         expected = self.duration * self.fps
-        if expected <= 0 or abs(self.num_frames - expected) <= 0.01 * expected:
+        if expected <= 0 or abs(self.num_frames - expected) <= RATE_TOLERANCE * expected:
             return None
         return (f"{self.num_frames} frames in {self.duration:.2f} s, but {self.fps:g} fps means {expected:.0f}: "
                 f"frames are missing or repeated; rows follow the timestamps")
+
+    @property
+    def truncated(self) -> Optional[str]:
+        """One line when the frames end well before the duration the header declares, else None.
+        A download cut short keeps its header (an mp4 written for streaming has it first) but
+        lacks the frames after the cut, so it probes without error."""
+        short = self.declared_duration - self.duration
+        seconds, share = TRUNCATION_SLACK
+        if self.declared_duration <= 0 or short <= max(seconds, share * self.declared_duration):
+            return None
+        return f"its frames end at {self.duration:.2f} s of the {self.declared_duration:.2f} s its header declares"
 
 
 def _parse_rate(text: str) -> float:
@@ -170,7 +195,18 @@ def probe(path) -> VideoInfo:
         return info
     rate = nominal_rate(times, info.fps)
     return replace(info, fps=rate, num_frames=len(times), duration=end, declared_fps=info.fps,
-                   variable_rate=not _on_grid(times, rate))
+                   declared_duration=info.duration, variable_rate=not _on_grid(times, rate))
+
+
+def probe_complete(path) -> VideoInfo:
+    """:func:`probe`, refusing a video without frames (``VideoError``) or one that is truncated
+    (``IncompleteVideoError``): what a source video must pass to count as present."""
+    info = probe(path)
+    if info.num_frames == 0 or not info.duration > 0:
+        raise VideoError(f"{path}: no video frames")
+    if info.truncated:
+        raise IncompleteVideoError(f"{path}: truncated: {info.truncated}")
+    return info
 
 
 _CRC_RE = re.compile(r"^\s*0,\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*\d+,\s*0x[0-9a-f]+(?:,\s*F=0x([0-9A-Fa-f]+))?")

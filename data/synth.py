@@ -25,6 +25,7 @@ structure (prototype sequences, latent, noise, camera moves, features, videos) i
 from __future__ import annotations
 
 import json
+import math
 import os
 import string
 import zlib
@@ -493,7 +494,10 @@ def _source_frames(cfg, world, group, seeds):
         for img in _frames(cfg, world, si, np.random.default_rng(ss)):
             yield img
             frame += 1
-    for _ in range(int(fps)):  # a second of tail, as cut shots rarely end a video
+    # the last shot runs to its end (a downloaded video holds every shot whole, and check-videos
+    # checks that it does), then a second of tail, as cut shots rarely end a video
+    shot_end = int(math.ceil(group[-1].instance.shot_timestamps[1] * fps))
+    for _ in range(max(0, shot_end - frame) + int(fps)):
         yield filler
 
 
