@@ -14,7 +14,7 @@ from tapos.parse.checkpoint import load_model, save_model
 from tapos.parse.embed import info_nce, padded, sample_pairs, sinkhorn
 
 from conftest import with_random_boundaries
-from test_label_free import assert_parses
+from test_label_free import GENERATOR, assert_parses
 
 FAST = {"epochs": 4, "hidden": 32, "dim": 16, "anchors": 16}  # seconds, not minutes
 
@@ -29,7 +29,7 @@ def data(synth_dir):
 @pytest.mark.parametrize("options", [{}, {"objective": "contrast"}, {"readout": "tsm"}])
 def test_finds_planted_boundaries(options, data):
     train, val = data
-    parser = get_parser("embed", **FAST, **options)
+    parser = get_parser("embed", **FAST, **GENERATOR["embed"], **options)  # the generator's short sub-actions
     history = parser.fit(train, None, FitOptions(seed=0, progress=False))
     assert len(history) == FAST["epochs"] and all(np.isfinite(r["loss"]) for r in history)
     assert_parses(parser, val, f"embed {options}", ratio=1.5, margin=0.1)
@@ -137,7 +137,7 @@ def test_bad_options_are_one_line_errors():
                        ({"hidden": 0}, "hidden must be"), ({"conv_kernel": 2}, "conv_kernel must be an odd"),
                        ({"negative_gap": 2}, "negative_gap .* must exceed"), ({"temperature": 0}, "temperature"),
                        ({"use_class": "yes"}, "use_class must be true or false"),
-                       ({"kernel": 7, "readout": "tsm"}, "tsm: kernel must be an even"),
+                       ({"kernel": 7, "readout": "tsm"}, "tsm: kernel must be .* an even number of rows"),
                        ({"cpd_kernel": "poly"}, "kcpd: kernel must be one of"),
                        ({"saliency": "auto"}, "saliency is an option of the tsm readout"),
                        ({"codes": 1.5}, "codes must be a whole number")):
