@@ -94,14 +94,11 @@ class KCPDParser(Parser):
                                   # cap parsed 2.2x more than at stride 3
         "penalty_scale": 1.0,     # scales the penalty per change point below; "auto" (with --select-on
                                   # dev): chosen there among TUNABLE
-        "penalty_fraction": 0.06,  # a change point must explain this share of the instance's spread C(0)
-                                  # (the same at any stride or length)
+        "penalty_fraction": 0.06,  # a change point must explain this share of the spread of `span`
+                                  # of the instance's rows (the same at any stride)
         "noise_factor": 5.0,      # ... or this many times what a change point gains on noise (the tail
                                   # of the instance's own cost path), whichever is smaller: keeps noisy
-                                  # features from parsing nothing; null: the share alone. With 0.06:
-                                  # 1.9x the true count on TAPOS's structure at stride 1, 1.8x at stride
-                                  # 3, 0.9x on the synthetic benchmark (train splits; the former rule
-                                  # 3.8x, 1.4x, 1.1x)
+                                  # features from parsing nothing; null: the share alone
         "span": "10s",            # the penalty's share is of the spread of this much of the instance
                                   # (C(0) * span / T; seconds, a fraction or rows; null: of the whole
                                   # instance). In seconds the count follows the duration, as TAPOS's

@@ -16,7 +16,7 @@ import numpy as np
 from tapos.data.errors import TaposError
 
 from .base import FitOptions, Parser, fit_once
-from .lengths import check_length, is_fraction, length_rows, length_value, seconds
+from .lengths import check_length, length_rows, length_value
 from .registry import register
 
 
@@ -204,10 +204,7 @@ class TSMParser(Parser):
 
     def kernel_rows(self, rows: int) -> int:
         """The checkerboard side in rows for an instance of ``rows`` rows (even, >= 2)."""
-        k = self.config["kernel"]
-        if is_fraction(k) or seconds(k):
-            return max(2, 2 * int(round(length_value(k, rows, self.rate) / 2)))
-        return int(k)
+        return max(2, 2 * int(round(length_value(self.config["kernel"], rows, self.rate) / 2)))  # even rows stay
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Each row's boundary score for normalized rows ``x (T, D)``: from one T x T matrix in memory
