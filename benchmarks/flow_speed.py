@@ -86,7 +86,7 @@ def clip_videos(n: int) -> list:
 
 def clip_frames(videos, per_clip: int, start: float = 0.5) -> np.ndarray:
     """``per_clip`` consecutive frames from ``start`` s into each video, decoded like tapos-extract's flow."""
-    from tapos.data.ffmpeg import probe, read_frames
+    from tapos.data.machinery.ffmpeg import probe, read_frames
 
     out = []
     for v in videos:

@@ -56,8 +56,8 @@ from tapos.data import FeatureDataset, TaposError, load_annotations
 from tapos.data.features import FeatureReader
 from tapos.data.io import atomic_write_text
 from tapos.data.priors import oracle_count_predictions
-from tapos.data.cli_utils import parse_overrides
-from tapos.data.plotting import pyplot, save_figure
+from tapos.data.machinery.cli_utils import parse_overrides
+from tapos.data.machinery.plotting import pyplot, save_figure
 from tapos.data.selection import DEV_FRACTION, selection
 from tapos.data.synth import DEFAULTS as SYNTH_DEFAULTS, write_dataset
 from tapos.evaluate import evaluate_tapos

@@ -23,7 +23,7 @@ import pandas as pd
 from tapos.data import FeatureDataset, FeatureWriter, load_annotations, save_annotations
 from tapos.data.annotations import Instance
 from tapos.data.clock import row_boundary_frames
-from tapos.data.ffmpeg import encode_video
+from tapos.data.machinery.ffmpeg import encode_video
 from tapos.evaluate.protocols import evaluate_tapos
 from tapos.extract.decode import Clip, Sampling, read_clip
 

@@ -1,9 +1,13 @@
 """tapos.data: the contract between the stages.
 
-Annotation records (TAPOS and Kinetics-GEBD layouts), prediction files, the feature-cache schema
-with its reader, the clock (``tapos.data.clock``: time <-> rows <-> annotation frames), dataset
-statistics, where videos and instances are (``tapos.data.videos``), the synthetic dataset, the
-options check and the one ffmpeg wrapper. This package imports no stage.
+The contract modules: annotation records (``instances``, read by ``annotations`` in the TAPOS and
+Kinetics-GEBD layouts), prediction files, the feature-cache schema with its reader (``features``),
+the clock (``clock``: time <-> rows <-> annotation frames), where videos and instances are
+(``videos``), the chance prior, the options check and the one atomic-write helper (``io``).
+Besides them, two subpackages: ``tapos.data.synth``, the synthetic dataset, and
+``tapos.data.machinery``, what every stage shares without it being a format (video I/O, the torch
+dataset, checkpoints, distributed runs, figures, command-line helpers). This package imports no
+stage (``.importlinter``).
 """
 from .annotations import (
     SPLITS,
@@ -28,7 +32,7 @@ from .version import __version__
 def __getattr__(name):
     # The torch Dataset is imported on first use so that torch-free commands start fast.
     if name == "FeatureDataset":
-        from .dataset import FeatureDataset
+        from .machinery.dataset import FeatureDataset
 
         return FeatureDataset
     raise AttributeError(name)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .annotations import SPLITS, SUBSETS, load_annotations, save_annotations
-from .cli_utils import TaposGroup, echo_table, parse_overrides
+from .machinery.cli_utils import TaposGroup, echo_table, parse_overrides
 from .errors import TaposError
 from .synth import PRESETS as SYNTH_PRESETS
 from .version import __version__
@@ -254,7 +254,7 @@ def fetch_videos_command(annotations, out_dir, split, jobs, fmt, rate_limit, coo
     Examples: tapos-data fetch-videos tapos_annotation.json youtube/ --jobs 8
               tapos-data fetch-videos tapos_annotation.json val/ --split val --url-template https://host/{id}.mp4
     """
-    from .fetch import fetch_videos
+    from .machinery.fetch import fetch_videos
 
     report = fetch_videos(annotations, out_dir, split=split, jobs=jobs, fmt=fmt, rate_limit=rate_limit,
                           cookies=cookies, url_template=url_template, overwrite=overwrite,
@@ -295,7 +295,7 @@ def check_videos_command(annotations, videos, split, json_out, jobs, strict):
     \b
     Example: tapos-data check-videos tapos_annotation.json youtube/ --json check.json
     """
-    from .check_videos import check_videos, summary_table, write_report
+    from .machinery.check_videos import check_videos, summary_table, write_report
 
     checks = check_videos(annotations, videos, split=split, jobs=jobs)
     echo_table(summary_table(checks), "{:g}")

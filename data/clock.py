@@ -5,7 +5,7 @@ Every stage moves boundaries through these functions (training targets, predicti
 
 - **Time.** Seconds from the clip's start (an instance's start, or a whole video's first
   presented instant). Row ``t`` of a cache is at ``timestamps[t]`` seconds: the row holds the
-  video's frame nearest that time (see :func:`tapos.data.ffmpeg.read_frames`).
+  video's frame nearest that time (see :func:`tapos.data.machinery.ffmpeg.read_frames`).
 - **Frames.** Annotation frame ``f`` of an instance is at ``f / rate`` seconds, with
   ``rate = total_frames / duration`` (TAPOS stores no rate). A row's position in annotation
   frames is ``timestamps[t] * rate`` (:func:`row_frames`), fractional when the video's rate is

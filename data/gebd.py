@@ -21,9 +21,9 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .annotations import UNKNOWN_ACTION, Instance, _is_int, _is_number, _read_json, split_key, validate_entry
 from .errors import AnnotationError, UnsafePickleError
-from .io import atomic_write_bytes, atomic_write_text, safe_load_pickle
+from .instances import UNKNOWN_ACTION, Instance, is_int, is_number, split_key, validate_entry
+from .io import atomic_write_bytes, atomic_write_text, read_json, safe_load_pickle
 
 MIN_CONSISTENCY = 0.3  # the GEBD protocol skips videos whose annotators agree less (f1_consis_avg)
 _KNOWN = ("num_frames", "fps", "video_duration", "substages_timestamps", "f1_consis", "f1_consis_avg")
@@ -73,7 +73,7 @@ def _plain(value):
 
 
 def _number(value, what: str) -> float:
-    if not _is_number(value) or not math.isfinite(float(value)):
+    if not is_number(value) or not math.isfinite(float(value)):
         raise ValueError(f"field '{what}': {value!r} is not a finite number")
     return float(value)
 
@@ -103,7 +103,7 @@ def _video_from_record(key: str, rec) -> GebdVideo:
         )
     num_frames = rec.get("num_frames")
     if num_frames is not None:
-        if not _is_int(num_frames) and not (_is_number(num_frames) and float(num_frames).is_integer()):
+        if not is_int(num_frames) and not (is_number(num_frames) and float(num_frames).is_integer()):
             raise ValueError(f"field 'num_frames': {num_frames!r} is not an integer")
         num_frames = int(num_frames)
     fps = rec.get("fps")
@@ -138,7 +138,7 @@ def load_gebd(path) -> dict:
         except UnsafePickleError as exc:
             raise AnnotationError(str(exc)) from None
     else:
-        raw = _read_json(path)
+        raw = read_json(path, AnnotationError)
     return gebd_from_dict(raw, path)
 
 

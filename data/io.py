@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import io
 import os
 import pickle
@@ -11,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import UnsafePickleError
+from .errors import TaposError, UnsafePickleError
 
 # Globals a plain-data pickle may name. Containers and numbers need none with protocol >= 2 except
 # sets and OrderedDict; numpy arrays and scalars (numeric dtypes only, checked after loading) are
@@ -140,3 +141,18 @@ class CsvLog:
             import pandas as pd
 
             atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+
+
+def read_json(path, error=TaposError):
+    """The parsed JSON of ``path``; a missing file, bad JSON or bad text raises ``error`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such file")
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a UTF-8 text file") from None
+

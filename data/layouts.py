@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import INSTANCE_ID_RE, SUBSETS, UNKNOWN_ACTION, Annotations, Instance, _read_json, split_key
 from .errors import AnnotationError, TaposError, UnsafePickleError
 from .gebd import gebd_from_dict
-from .io import safe_load_pickle
+from .instances import INSTANCE_ID_RE, SUBSETS, UNKNOWN_ACTION, Annotations, Instance, split_key
+from .io import read_json, safe_load_pickle
 
 TARGET_RULE = "the annotator with the most boundaries (first on ties)"
 NOMINAL_RATE = 30.0  # frames per second of a GEBD video whose record gives neither num_frames nor fps
@@ -84,7 +84,7 @@ def read_raw(path):
             return safe_load_pickle(path)
         except UnsafePickleError as exc:
             raise AnnotationError(str(exc)) from None
-    return _read_json(path)
+    return read_json(path, AnnotationError)
 
 
 def layout_of(raw, path="<annotations>") -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import _is_number
 from .errors import PredictionError, UnsafePickleError
+from .instances import is_number
 from .io import atomic_write_bytes, atomic_write_text, safe_load_pickle
 
 
@@ -35,7 +35,7 @@ def predictions_from_object(raw, path="<predictions>") -> dict:
         if not isinstance(values, (list, tuple)):
             raise PredictionError(f"{path}: key {key!r}: expected a list of boundaries, got {type(values).__name__}")
         for v in values:
-            if not _is_number(v):
+            if not is_number(v):
                 raise PredictionError(f"{path}: key {key!r}: boundary {v!r} is not a number")
             if not math.isfinite(float(v)):
                 raise PredictionError(f"{path}: key {key!r}: boundary {v!r} is not finite")

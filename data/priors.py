@@ -30,7 +30,7 @@ import numpy as np
 from .annotations import UNKNOWN_ACTION
 from .clock import DECIMALS
 from .errors import TaposError
-from .stats import boundary_positions
+from .instances import boundary_positions
 
 COUNT_RULES = ("median", "mean", "class-median", "length")  # or a non-negative integer
 POSITION_RULES = ("uniform", "quantiles")

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from .annotations import Annotations
+from .instances import boundary_positions  # noqa: F401 (part of the statistics' API)
 from .io import atomic_write_text
-from .plotting import pyplot, save_figure
+from .machinery.plotting import pyplot, save_figure
 
 BOUNDARY_BINS = 20  # bins of normalized time in the boundary-position distribution (Figure 2)
 
@@ -64,14 +65,6 @@ def summary_table(annotations: Annotations) -> pd.DataFrame:
     if annotations.skipped:
         rows.append(("skipped malformed instances", len(annotations.skipped)))
     return pd.DataFrame(rows, columns=["statistic", "value"]).set_index("statistic")
-
-
-def boundary_positions(instances) -> np.ndarray:
-    """Every internal boundary as a fraction of its instance's length (0..1); ``instances``:
-    ``Annotations`` or any iterable of ``Instance`` records."""
-    records = instances.values() if isinstance(instances, Annotations) else instances
-    pos = [b / i.total_frames for i in records for b in i.boundaries]
-    return np.asarray(pos, dtype=np.float64)
 
 
 def boundary_histogram(annotations: Annotations, bins: int = BOUNDARY_BINS) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tapos.data.annotations import SPLITS, load_annotations
-from tapos.data.cli_utils import TaposGroup, echo_table
+from tapos.data.machinery.cli_utils import TaposGroup, echo_table
 from tapos.data.gebd import load_gebd
 from tapos.data.io import atomic_write_text
 from tapos.data.predictions import load_predictions

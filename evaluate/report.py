@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tapos.data.plotting import pyplot, save_figure
+from tapos.data.machinery.plotting import pyplot, save_figure
 
 from .protocols import EvaluationResult, Scores
 

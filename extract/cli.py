@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tapos.data.annotations import SUBSETS
-from tapos.data.cli_utils import DefaultCommandGroup, parse_overrides
+from tapos.data.machinery.cli_utils import DefaultCommandGroup, parse_overrides
 from tapos.data.features import DTYPES
 from tapos.data.version import __version__
 

@@ -5,7 +5,7 @@ subtract the mean). Flow: 340x256 grayscale frames, fields as in :mod:`.flow`. f
 decoding, rotation, resizing and cropping in its own processes (one per stream).
 
 The clock (:mod:`tapos.data.clock`): a clip is resampled by its presentation timestamps to a
-constant-rate grid at the video's nominal rate R (:func:`tapos.data.ffmpeg.nominal_rate`): grid
+constant-rate grid at the video's nominal rate R (:func:`tapos.data.machinery.ffmpeg.nominal_rate`): grid
 frame ``k`` is the video's frame nearest ``k / R`` seconds after the clip start, duplicated or
 dropped as the timestamps say (variable rate, missing frames, an AVI's empty chunks), so the grid
 covers the clip's real duration. Rows: every grid frame by default; ``stride`` keeps grid frames
@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from tapos.data.clock import grid_frames
-from tapos.data.ffmpeg import VideoError, VideoInfo, probe, read_frames
+from tapos.data.machinery.ffmpeg import VideoError, VideoInfo, probe, read_frames
 from tapos.data.videos import Clip
 
 from .flow import FlowComputer, FlowStacker

@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tapos.data.distributed import Distributed
+from tapos.data.machinery.distributed import Distributed
 from tapos.data.errors import TaposError
 from tapos.data.features import ExtractionSettings, parse_modality
 from tapos.data.options import apply_options

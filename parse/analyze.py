@@ -35,7 +35,7 @@ import pandas as pd
 
 from tapos.data.annotations import UNKNOWN_ACTION, load_annotations
 from tapos.data.layouts import require_classes
-from tapos.data.dataset import FeatureDataset
+from tapos.data.machinery.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 from tapos.data.options import apply_options
 

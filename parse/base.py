@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tapos.data.clock import row_boundary_frames
-from tapos.data.dataset import feature_stats
+from tapos.data.machinery.dataset import feature_stats
 from tapos.data.errors import TaposError
 from tapos.data.options import apply_options
 

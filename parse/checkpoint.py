@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tapos.data.checkpoints import load_checkpoint, save_checkpoint
+from tapos.data.machinery.checkpoints import load_checkpoint, save_checkpoint
 from tapos.data.errors import TaposError
 from tapos.data.version import __version__
 

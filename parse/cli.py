@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from tapos.data.annotations import SPLITS
-from tapos.data.cli_utils import TaposGroup, echo_table, parse_overrides
+from tapos.data.machinery.cli_utils import TaposGroup, echo_table, parse_overrides
 from tapos.data.features import MODALITY_CHOICES
 from tapos.data.predictions import save_predictions
 from tapos.data.selection import SELECT_ON

@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tapos.data.plotting import pyplot, save_figure
+from tapos.data.machinery.plotting import pyplot, save_figure
 
 from .segments import change_points, spans
 

@@ -9,11 +9,11 @@ import numpy as np
 
 from tapos.data.annotations import load_annotations
 from tapos.data.clock import frames_to_seconds, row_frames
-from tapos.data.dataset import FeatureDataset
+from tapos.data.machinery.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
 from tapos.data.io import CsvLog
-from tapos.data.plotting import pyplot, save_figure
+from tapos.data.machinery.plotting import pyplot, save_figure
 from tapos.data.selection import DEV_FRACTION, selection
 
 from .base import FitOptions

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from tapos.data.ffmpeg import VideoError, probe, read_frame_at
+from tapos.data.machinery.ffmpeg import VideoError, probe, read_frame_at
 from tapos.data.videos import instance_clip, video_files
 
 
@@ -45,7 +45,7 @@ class Thumbnailer:
 
 def save_png(img: np.ndarray, path) -> None:
     from tapos.data.io import atomic_path
-    from tapos.data.plotting import pyplot
+    from tapos.data.machinery.plotting import pyplot
 
     with atomic_path(path) as tmp:
         pyplot().imsave(str(tmp), img, format="png")

@@ -6,7 +6,7 @@ from typing import Optional
 
 from tapos.data.annotations import Annotations, load_annotations
 from tapos.data.clock import frames_to_seconds
-from tapos.data.dataset import FeatureDataset
+from tapos.data.machinery.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tapos.data.clock import frames_to_seconds, row_frames
 from tapos.data.errors import TaposError
-from tapos.data.ffmpeg import probe, read_frame_at
+from tapos.data.machinery.ffmpeg import probe, read_frame_at
 from tapos.data.features import ExtractionSettings, FeatureReader, parse_modality
 from tapos.data.io import atomic_write_text
 from tapos.data.videos import Clip

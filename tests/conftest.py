@@ -128,7 +128,7 @@ def numbers():
 @pytest.fixture(scope="session")
 def make_video():
     """``make_video(path, n, fps, size=(96, 64), vcodec="libx264", pix_fmt="yuv420p", rotate=0)``"""
-    from tapos.data.ffmpeg import encode_video, ffmpeg_binary
+    from tapos.data.machinery.ffmpeg import encode_video, ffmpeg_binary
 
     def make(path, n, fps, size=(96, 64), vcodec="libx264", pix_fmt="yuv420p", rotate=0):
         path = Path(path)
@@ -148,7 +148,7 @@ def video_dir(tmp_path_factory):
     """Five short videos of different sizes and rates, one in a subfolder."""
     import numpy as np
 
-    from tapos.data.ffmpeg import encode_video
+    from tapos.data.machinery.ffmpeg import encode_video
 
     root = tmp_path_factory.mktemp("videos")
     rng = np.random.default_rng(0)

@@ -8,11 +8,11 @@ import pytest
 
 import tapos.data.io as io_module
 from tapos.data import load_annotations, save_annotations, save_predictions, tapos_to_gebd
-from tapos.data.ffmpeg import VideoError, encode_video, probe
+from tapos.data.machinery.ffmpeg import VideoError, encode_video, probe
 from tapos.data.features import ExtractionSettings
 from tapos.data.gebd import save_gebd
 from tapos.data.io import atomic_path, atomic_write_text
-from tapos.data.plotting import pyplot, save_figure
+from tapos.data.machinery.plotting import pyplot, save_figure
 from tapos.data.stats import write_stats
 from tapos.extract.store import PartStore, merge
 from tapos.parse.thumbnails import save_png

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tapos.data.ffmpeg import VideoError, probe
+from tapos.data.machinery.ffmpeg import VideoError, probe
 from tapos.extract.decode import Clip, Sampling, read_clip
 from tapos.extract.flow import FlowComputer, FlowStacker, quantize
 
@@ -140,7 +140,7 @@ def test_single_frame_clip_has_zero_motion():
 
 @pytest.mark.parametrize("method", ["dis", "farneback", "tvl1"])
 def test_flow_sees_motion_to_the_right(tmp_path, method):
-    from tapos.data.ffmpeg import encode_video
+    from tapos.data.machinery.ffmpeg import encode_video
 
     def moving(n):
         rng = np.random.default_rng(0)
@@ -168,7 +168,7 @@ def test_rgb_and_flow_rows_line_up(tmp_path, make_video, numbers):
 def test_variable_frame_rate_is_resampled_by_time(tmp_path, make_video, numbers):
     import subprocess
 
-    from tapos.data.ffmpeg import ffmpeg_binary
+    from tapos.data.machinery.ffmpeg import ffmpeg_binary
 
     cfr = make_video(tmp_path / "cfr.mp4", 20, 25)
     vfr = tmp_path / "vfr.mp4"

@@ -9,7 +9,7 @@ import pytest
 
 from tapos.data import FeatureReader, load_annotations
 from tapos.data.annotations import Instance
-from tapos.data.ffmpeg import encode_video, ffmpeg_binary, probe
+from tapos.data.machinery.ffmpeg import encode_video, ffmpeg_binary, probe
 from tapos.extract.decode import Clip, Sampling, read_clip
 
 from conftest import frame_number, numbered_frames

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tapos.data import SCHEMA, FeatureCacheError, FeatureReader, FeatureWriter, load_annotations
-from tapos.data.dataset import FeatureDataset
+from tapos.data.machinery.dataset import FeatureDataset
 
 
 def _write(path, **kw):

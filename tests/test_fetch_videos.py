@@ -18,7 +18,7 @@ import pytest
 from conftest import BIN
 from tapos.data import FeatureReader, load_annotations
 from tapos.data.errors import TaposError
-from tapos.data.ffmpeg import ffmpeg_binary, probe_complete
+from tapos.data.machinery.ffmpeg import ffmpeg_binary, probe_complete
 
 pytest.importorskip("yt_dlp")
 
@@ -275,7 +275,7 @@ def test_extract_cuts_the_fetched_instances(data, fetched, cli, tmp_path):
 def test_failure_categories_of_ytdlp_messages(message, category):
     from yt_dlp.utils import DownloadError
 
-    from tapos.data.fetch import failure_category
+    from tapos.data.machinery.fetch import failure_category
 
     got, reason = failure_category(DownloadError(message))
     assert got == category
@@ -291,7 +291,7 @@ def test_one_line_errors(data, cli, tmp_path, monkeypatch):
     proc = cli("tapos-data", "fetch-videos", data["ann_path"], tmp_path / "b", check=False)
     assert proc.returncode == 1 and "pip install 'tapos[fetch]'" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(TaposError, match="no such file"):
-        from tapos.data.check_videos import check_videos
+        from tapos.data.machinery.check_videos import check_videos
 
         check_videos(data["ann_path"], tmp_path / "nowhere")
 
@@ -304,7 +304,7 @@ def _format(fid, width, height, vcodec, size, acodec="none"):
 def _chosen(formats):
     import yt_dlp
 
-    from tapos.data.fetch import ytdlp_params
+    from tapos.data.machinery.fetch import ytdlp_params
 
     info = {"id": "x", "title": "x", "formats": formats, "extractor": "t", "extractor_key": "T",
             "webpage_url": "http://x"}

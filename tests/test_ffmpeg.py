@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tapos.data import ffmpeg as ff
+from tapos.data.machinery import ffmpeg as ff
 
 
 def _frames(n, h=48, w=64):

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tapos.data import FeatureReader, TaposError, load_annotations, load_gebd
 from tapos.data.clock import boundary_rows
-from tapos.data.ffmpeg import probe
+from tapos.data.machinery.ffmpeg import probe
 from tapos.data.synth import PRESETS, write_dataset
 
 
@@ -99,7 +99,7 @@ def test_unknown_option(tmp_path):
 
 
 def test_source_videos_hold_each_instance_at_its_time(tmp_path):
-    from tapos.data.ffmpeg import read_frames
+    from tapos.data.machinery.ffmpeg import read_frames
     from tapos.data.synth import write_dataset
 
     paths = write_dataset(tmp_path, 5, 2, seed=2, videos=True, sources=True, progress=False, first_shot_max=1.0)

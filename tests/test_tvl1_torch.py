@@ -238,7 +238,7 @@ def test_frames_tsn_computes_tvl1_torch_snippets_and_refuses_bad_options(frame_c
 def test_matches_opencv_on_synthetic_clips(tmp_path):
     """Frames of the synthetic videos (``tapos-data synth --videos``: moving blobs, a camera change,
     sensor noise), decoded by ffmpeg at 128x96."""
-    from tapos.data.ffmpeg import read_frames
+    from tapos.data.machinery.ffmpeg import read_frames
     from tapos.data.synth import write_dataset
 
     write_dataset(tmp_path, n_instances=1, n_classes=1, seed=2, videos=True, progress=False, video_size=[128, 96])

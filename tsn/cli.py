@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tapos.data.cli_utils import DefaultCommandGroup, echo_table, parse_overrides
+from tapos.data.machinery.cli_utils import DefaultCommandGroup, echo_table, parse_overrides
 from tapos.data.features import MODALITY_CHOICES
 from tapos.data.errors import TaposError
 from tapos.data.io import atomic_write_text

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tapos.data.clock import boundary_rows, row_frames
-from tapos.data.dataset import FeatureDataset
+from tapos.data.machinery.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 
 from .sampling import aligned_indices, uniform_indices

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tapos.data.distributed import Distributed
+from tapos.data.machinery.distributed import Distributed
 from tapos.extract import build_bninception, init_random, input_mean, load_into, resolve_weights
 
 from .model import predict_scores

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from tapos.data.annotations import load_annotations
 from tapos.data.clock import boundary_rows, grid_frames, row_frames
 from tapos.data.errors import TaposError
-from tapos.data.ffmpeg import probe, read_frames
+from tapos.data.machinery.ffmpeg import probe, read_frames
 from tapos.data.videos import clips_from_annotations
 from tapos.extract import CROP, FLOW_METHODS, FLOW_SIZE, FLOW_STACK, FlowComputer
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tapos.data.plotting import pyplot, save_figure
+from tapos.data.machinery.plotting import pyplot, save_figure
 
 _NAMES = {"rgb": "RGB", "flow": "Flow", "rgb+flow": "RGB+Flow"}
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from tapos.data.annotations import load_annotations
-from tapos.data.checkpoints import load_checkpoint, save_checkpoint
-from tapos.data.dataset import feature_stats
+from tapos.data.machinery.checkpoints import load_checkpoint, save_checkpoint
+from tapos.data.machinery.dataset import feature_stats
 from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
 from tapos.data.io import CsvLog, atomic_path, atomic_write_text
@@ -160,7 +160,7 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
 
 def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, seed, device, progress, on_epoch,
                   split):
-    from tapos.data.distributed import Distributed
+    from tapos.data.machinery.distributed import Distributed
 
     from .finetune import fit, frame_scores
     from .frames import FrameSnippets

@@ -7,9 +7,9 @@ import io
 import json
 from pathlib import Path
 
-from .errors import TaposError
-from .io import atomic_write_bytes, atomic_write_text
-from .version import __version__
+from ..errors import TaposError
+from ..io import atomic_write_bytes, atomic_write_text
+from ..version import __version__
 
 
 def save_checkpoint(out_dir, fmt: str, payload: dict, config: dict) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .io import atomic_path
+from ..io import atomic_path
 
 
 def pyplot():

@@ -21,8 +21,8 @@ from typing import Iterable, Optional
 import ffmpeg as ffmpeg_python
 import numpy as np
 
-from .errors import TaposError
-from .io import atomic_path
+from ..errors import TaposError
+from ..io import atomic_path
 
 
 class VideoError(TaposError):

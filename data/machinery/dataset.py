@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .annotations import Annotations
-from .clock import boundary_rows, row_frames
-from .errors import FeatureCacheError
-from .features import FeatureReader, length_mismatch, parse_modality
+from ..annotations import Annotations
+from ..clock import boundary_rows, row_frames
+from ..errors import FeatureCacheError
+from ..features import FeatureReader, length_mismatch, parse_modality
 
 
 class FeatureDataset(Dataset):

@@ -5,7 +5,7 @@ yt-dlp does the downloading (the optional extra ``tapos[fetch]``): it is the mai
 downloader this field uses, and YouTube changes too often for a downloader of our own.
 
 Crash safety: yt-dlp writes to hidden temporaries ``OUT/.part-<id>.*``; a finished download must
-probe complete (:func:`tapos.data.ffmpeg.probe_complete`: it has frames up to the end its header
+probe complete (:func:`tapos.data.machinery.ffmpeg.probe_complete`: it has frames up to the end its header
 declares) before it is renamed to ``OUT/<id>.<ext>``, so a video under its final name is always
 whole. A rerun skips the ids whose file is complete, clears what an interrupted run left of the
 others and downloads them again. Failures are isolated: each one is named by a category (private,
@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .annotations import load_annotations
-from .errors import TaposError
+from ..annotations import load_annotations
+from ..errors import TaposError
 from .ffmpeg import IncompleteVideoError, VideoError, ffmpeg_binary, probe_complete
-from .io import atomic_path, atomic_write_text
-from .videos import VIDEO_EXTENSIONS, video_files
+from ..io import atomic_path, atomic_write_text
+from ..videos import VIDEO_EXTENSIONS, video_files
 
 YOUTUBE_URL = "https://www.youtube.com/watch?v={id}"
 TEMP_PREFIX = ".part-"         # hidden, so that find_videos (and extraction) never sees a temporary

@@ -5,7 +5,7 @@ the annotation's rate?
 Each instance is found as extraction finds it (:func:`tapos.data.videos.instance_clip`: its own
 clip ``<key>.<ext>``, else its span of ``<youtube_id>.<ext>``) and gets one status, the first
 that applies: ``missing``, ``undecodable`` (it does not probe, has no frames or is truncated:
-:func:`tapos.data.ffmpeg.probe_complete`, what fetch-videos checks), ``too short`` (it ends
+:func:`tapos.data.machinery.ffmpeg.probe_complete`, what fetch-videos checks), ``too short`` (it ends
 before the instance or before the instance's shot ends), ``wrong rate`` (its frames drift from
 the annotation's by more than 1% and more than a frame over the instance), else ``ok``.
 A wrong rate does not stop extraction (it cuts by time, and the clock moves boundaries between
@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .annotations import SUBSETS, load_annotations
-from .clock import grid_frames, row_frames
-from .errors import TaposError
+from ..annotations import SUBSETS, load_annotations
+from ..clock import grid_frames, row_frames
+from ..errors import TaposError
 from .ffmpeg import RATE_TOLERANCE, VideoError, VideoInfo, probe_complete
-from .io import atomic_write_text
-from .videos import Clip, instance_clip, video_files
+from ..io import atomic_write_text
+from ..videos import Clip, instance_clip, video_files
 
 STATUSES = ("ok", "missing", "undecodable", "too short", "wrong rate")
 FLAGS = ("rescaled", "irregular timing")  # counted beside the status, whatever it is

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .errors import TaposError
+from ..errors import TaposError
 
 
 class TaposGroup(click.Group):

@@ -1,0 +1,7 @@
+"""The shared machinery of every stage, kept apart from the contract modules of ``tapos.data``:
+video I/O (:mod:`.ffmpeg`), fetching and checking source videos (:mod:`.fetch`,
+:mod:`.check_videos`), the torch dataset over a feature cache (:mod:`.dataset`), distributed
+runs (:mod:`.distributed`), checkpoints (:mod:`.checkpoints`), figures (:mod:`.plotting`) and the
+helpers of every command line (:mod:`.cli_utils`).
+
+Nothing here defines a format; each module imports only the contract modules it needs."""
