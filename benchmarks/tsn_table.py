@@ -16,6 +16,13 @@ the TSNs anew; the parsers' own val F1 is a column.
 
     python benchmarks/tsn_table.py [--preset signature] [--seeds 5] [--segments 3] [--resume]
     python benchmarks/tsn_table.py --preset default --parsers transparser --tag _default
+    python benchmarks/tsn_table.py --tag _tapos_like --stride 3 \
+        --like ../shared/tapos_gt/tapos_gt_train.pkl --max-instances 1200 \
+        --like ../shared/tapos_gt/tapos_gt_val.pkl --max-instances 300
+
+``--like`` lays the data over the real structure of annotation files (``tapos-data synth --like``):
+real instance lengths, rates, boundaries and splits; the class's own sub-action then takes each
+instance's shortest annotated segment (``tapos.data.synth.like``).
 
 Writes ``tsn_runs{tag}.csv`` (one row per scheme and seed) and ``tsn_table{tag}.md`` (with the command).
 """
@@ -42,10 +49,11 @@ METRICS = ["RGB Top-1", "RGB Avg. Acc.", "RGB+Flow Top-1", "RGB+Flow Avg. Acc.",
            "parser val GEBD F1@0.05", "boundaries / instance", "sub-actions seen", "signature seen (%)"]
 
 
-def check_data(data, preset):
-    """Stop if ``data`` was generated with other settings than the ``preset`` (a stale cache)."""
+def check_data(data, preset, like):
+    """Stop if ``data`` was generated with other settings than the ``preset`` (a stale cache); over
+    ``--like`` files the instance count is theirs."""
     cfg = json.loads((data / "synth_truth.json").read_text())["config"]
-    stale = {k: (cfg.get(k), v) for k, v in PRESETS[preset].items() if cfg.get(k) != v}
+    stale = {k: (cfg.get(k), v) for k, v in PRESETS[preset].items() if cfg.get(k) != v and not (like and k == "instances")}
     if stale:
         raise SystemExit(f"{data} was generated with other settings (found, expected): {stale}; use a new --data")
 
@@ -119,6 +127,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=list(PRESETS), default="signature", help="synthetic data settings")
     ap.add_argument("--data", default=None, help="default: /tmp/tapos_tsn_<preset>")
+    ap.add_argument("--like", action="append", default=[], metavar="ANNOTATIONS",
+                    help="make --data over the structure of this annotation file (repeatable; tapos-data synth --like)")
+    ap.add_argument("--max-instances", action="append", type=int, default=[], metavar="N",
+                    help="at most N instances of each --like file (once for all, or once per --like)")
+    ap.add_argument("--stride", type=int, default=1, help="a dataset made here keeps every S-th frame (tapos-data synth --stride)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1: parser and TSN trained with each")
     ap.add_argument("--segments", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30)
@@ -129,10 +142,11 @@ def main():
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
-    data = Path(args.data or f"/tmp/tapos_tsn_{args.preset}")
+    data = Path(args.data or f"/tmp/tapos_tsn_{args.preset}{'_like' if args.like else ''}")
     if not (data / "features.h5").exists():  # as `tapos-data synth DATA --features --preset P --seed 11`
-        write_dataset(data, seed=11, features=True, progress=False, preset=args.preset)
-    check_data(data, args.preset)
+        like = {"like": args.like, "max_instances": args.max_instances or None} if args.like else {}
+        write_dataset(data, seed=11, features=True, progress=False, preset=args.preset, stride=args.stride, **like)
+    check_data(data, args.preset, args.like)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ann = load_annotations(data / "tapos_annotation.json")
@@ -166,7 +180,9 @@ def main():
     table = summary(pd.DataFrame(rows))
     text = "\n".join([
         header("tsn_table.py"),
-        f"# Tables 1 and 4 on the synthetic TSN benchmark (data: preset {args.preset!r}; K = {args.segments}, val, "
+        f"# Tables 1 and 4 on the synthetic TSN benchmark (data: preset {args.preset!r}"
+        f"{', over the structure of ' + ' and '.join(Path(p).name for p in args.like) if args.like else ''}"
+        f"; {len(ann.split('train'))} train / {len(ann.split('val'))} val instances; K = {args.segments}, val, "
         f"seeds 0..{args.seeds - 1})",
         "",
         "Each seed trains every parser as `tapos-parse train` does by default (supervised: epochs and options",

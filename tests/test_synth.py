@@ -354,3 +354,32 @@ def test_stride_writes_the_cache_a_strided_extraction_gives(tmp_path, synth_dir,
                                   boundary_rows(inst.boundaries, frames))
     bad = cli("tapos-data", "synth", tmp_path / "x", "--instances", "3", "--stride", "0", check=False)
     assert bad.returncode != 0 and "--stride" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_like_signature_takes_the_shortest_real_segment(tmp_path):
+    """--preset signature over a real structure: each class's own sub-action is a whole annotated
+    segment, the instance's shortest (aligned sampling's case), and a shared one always remains."""
+    from tapos.data.synth import generate
+
+    records = {}
+    for i in range(60):
+        n = 1 + i % 4  # 0..3 internal boundaries, segments of unequal lengths
+        cuts = sorted({round(0.3 * k + 0.17 * ((i * k) % 5), 2) for k in range(1, n)})
+        records[f"v{i:04d}_clip"] = {"num_frames": 90, "video_duration": 3.0, "substages_timestamps": [cuts]}
+    path = tmp_path / "clips_train.json"
+    path.write_text(json.dumps(records))
+    cfg, world, items = generate(seed=2, like=[path], preset="signature", val_fraction=0.25)
+    pool = cfg["pool"]
+    seen = 0
+    for si in items:
+        own = [p for p in si.protos if p >= pool]
+        K = si.instance.num_subactions
+        assert len(own) == min(cfg["signature_subactions"], K - 1)
+        assert all(p == pool + si.instance.action * cfg["signature_subactions"] for p in own)
+        lengths = np.diff(si.instance.substages)
+        if own:
+            k = si.protos.index(own[0])
+            assert lengths[k] == lengths.min()
+            seen += 1
+        assert all(a != b for a, b in zip(si.protos, si.protos[1:]))  # neighbours differ
+    assert seen > 30

@@ -20,11 +20,10 @@ def _class_weights(C: int) -> np.ndarray:
     return w / w.sum()
 
 
-def _like_protos(cfg, world, c: int, K: int, rng) -> list:
-    """Prototypes of ``K`` segments following the template of class ``c``: spread evenly over the
+def _like_protos(cfg, t: list, K: int, rng) -> list:
+    """Prototypes of ``K`` segments following the class template ``t``: spread evenly over the
     template when it is at least as long, else repeated cyclically; a prototype equal to the
     previous segment's is replaced by another of the shared pool (not the next one's either)."""
-    t = world.templates[c]
     n = len(t)
     seq = [t[(k * n) // K] for k in range(K)] if K <= n else [t[k % n] for k in range(K)]
     for k in range(1, K):
@@ -37,6 +36,25 @@ def _like_protos(cfg, world, c: int, K: int, rng) -> list:
                                   f"(consecutive sub-actions need different prototypes; use pool >= 2)")
             seq[k] = int(rng.choice(choices))
     return [int(p) for p in seq]
+
+
+def _signature_protos(cfg, world, inst: Instance, rng) -> list:
+    """With signature sub-actions (``--preset signature``, the TSN benchmark's data): the class's own
+    prototypes take the instance's shortest real segments, one each and at most ``K - 1`` of them
+    (a shared sub-action always remains; an instance without a boundary has no signature), and
+    the other segments follow the template's shared prototypes (:func:`_like_protos`). The real
+    boundaries stay where they are, so a signature is a whole annotated sub-action: brief, as the
+    decisive sub-action of an action (a take-off) is, and where aligned sampling (paper Table 1)
+    puts a snippet and uniform sampling may not."""
+    n, pool = int(cfg["signature_subactions"]), int(cfg["pool"])
+    own = [pool + inst.action * n + k for k in range(n)]
+    shared = [p for p in world.templates[inst.action] if p < pool]
+    K = inst.num_subactions
+    seq = _like_protos(cfg, shared, K, rng)
+    shortest = np.argsort(np.diff(inst.substages), kind="stable")[:max(K - 1, 0)]
+    for proto, k in zip(own, shortest):
+        seq[int(k)] = proto
+    return seq
 
 
 def _like_files(like, max_instances) -> list:
@@ -121,7 +139,8 @@ def generate_like(cfg, like, max_instances):
             raise TaposError(f"{path}: instance {inst.key} is also in {seen[inst.key]} "
                              f"(every --like instance must have its own key)")
         seen[inst.key] = path
-        protos = _like_protos(cfg, world, inst.action, inst.num_subactions, rng)
+        protos = (_signature_protos(cfg, world, inst, rng) if cfg["signature_subactions"]
+                  else _like_protos(cfg, world.templates[inst.action], inst.num_subactions, rng))
         out.append(SynthInstance(inst, protos, inst.fps))
     cfg["instances"] = len(out)
     cfg["like"] = report
