@@ -26,6 +26,7 @@ from .weights import CROSS_MODALITY, init_random, load_into, resolve_weights, we
 __all__ = [
     "KEY_SEPARATOR", "Clip", "clips_from_annotations", "clips_from_folder", "FEATURE_DIM", "PRECISIONS",
     "input_mean", "BNInception", "build_bninception", "cross_modality_init", "fold_batchnorm", "ClipReader",
-    "Sampling", "read_clip", "FLOW_METHODS", "FlowComputer", "FlowMethod", "register_flow", "CROP", "FLOW_SIZE", "FLOW_STACK", "IN_CHANNELS", "DEFAULTS", "Report", "extract",
+    "Sampling", "read_clip", "FLOW_METHODS", "FlowComputer", "FlowMethod", "register_flow", "CROP", "FLOW_SIZE",
+    "FLOW_STACK", "IN_CHANNELS", "DEFAULTS", "Report", "extract",
     "PartStore", "merge", "CROSS_MODALITY", "init_random", "load_into", "resolve_weights", "weights_spec",
 ]

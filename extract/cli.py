@@ -46,7 +46,8 @@ def _option_names() -> dict:
 @click.option("--split", type=click.Choice(SUBSETS), help="With --annotations: one subset only.")
 @click.option("--modality", default=",".join(DEFAULTS["modalities"]), show_default=True, help="rgb, flow or rgb,flow.")
 @click.option("--flow", "flow_method", type=RegistryChoice(FLOW_METHODS), default=DEFAULTS["flow"],
-              show_default=True, help="Optical flow: " + "; ".join(f"{m.name} ({m.summary})" for m in FLOW_METHODS.values()) + ".")
+              show_default=True,
+              help="Optical flow: " + "; ".join(f"{m.name} ({m.summary})" for m in FLOW_METHODS.values()) + ".")
 @click.option("--set", "flow_set", multiple=True, metavar="NAME=VALUE",
               help="A flow method's parameter (value as JSON): " + "; ".join(
                   f"{m.name}: {', '.join(m.DEFAULTS)}" for m in FLOW_METHODS.values() if m.DEFAULTS is not None) + ".")

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tapos.data.annotations import load_annotations
-from tapos.data.clock import boundary_rows, grid_frames, row_frames
+from tapos.data.clock import boundary_rows, frames_to_seconds, grid_frames, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.machinery.ffmpeg import probe, read_frames
 from tapos.data.videos import clips_from_annotations
@@ -114,7 +114,7 @@ class FrameSnippets(Dataset):
             info = probe(clip.path)
             n = grid_frames(info.duration if clip.start is None else inst.duration, info.fps)
             bounds = self.scheme.boundaries(inst, self.boundaries)
-            frames = row_frames(np.arange(n) / info.fps, inst.fps)
+            frames = row_frames(frames_to_seconds(np.arange(n), info.fps), inst.fps)
             self._layouts[idx] = (n, info.fps, boundary_rows(bounds, frames).tolist())
         return self._layouts[idx]
 
