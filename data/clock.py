@@ -20,6 +20,12 @@ Every stage moves boundaries through these functions (training targets, predicti
   rule before, puts boundaries on average half a row spacing late: 3.5 frames at stride 8.)
 - **Seconds of a boundary**, as GEBD files and ``--seconds`` predictions give them:
   ``frame / rate``, the time of the first frame of the new sub-action.
+- **Conversions.** Every frame <-> second conversion in tapos goes through :func:`frame_rate`,
+  :func:`frames_to_seconds` and :func:`seconds_to_frames` (annotation frames at an instance's
+  rate, a clip's grid frames at its rate, or rows at rows per second), so each is one product
+  or quotient in float64, the same everywhere; rows taken at a row rate pick their grid frame
+  with :func:`nearest_grid_frame`. (One keeps its own order of operations, as its numbers would
+  otherwise move: a GEBD file's seconds -> frames, ``t * n / duration``, in tapos.data.layouts.)
 """
 from __future__ import annotations
 
@@ -33,9 +39,28 @@ _EPS = 1e-6
 DECIMALS = 6  # boundary frames are rounded to this many decimals (no 12.499999999 in files)
 
 
+def frame_rate(frames, duration: float) -> float:
+    """Frames per second of ``frames`` frames over ``duration`` seconds: an instance's annotation
+    rate (``total_frames / duration``), a clip's grid rate."""
+    return float(frames) / duration
+
+
+def seconds_to_frames(seconds, rate: float) -> np.ndarray:
+    """Seconds -> frames at ``rate`` per second: ``seconds * rate`` (float64, unrounded)."""
+    return np.asarray(seconds, dtype=np.float64) * float(rate)
+
+
 def row_frames(timestamps, rate: float) -> np.ndarray:
     """Each row's position in annotation frames: ``timestamps * rate`` (float64)."""
-    return np.asarray(timestamps, dtype=np.float64) * float(rate)
+    return seconds_to_frames(timestamps, rate)
+
+
+def nearest_grid_frame(row: int, row_rate: float, rate: float) -> int:
+    """The grid frame (frames at ``rate``) nearest the time ``row / row_rate`` of row ``row`` of
+    rows at ``row_rate`` per second (halves go to the later frame)."""
+    # row * rate / row_rate, in this order: what every cache extracted at a row rate (--fps) holds;
+    # (row / row_rate) * rate can differ in the last bit and so move a frame that lies at a half
+    return int(math.floor(row * rate / row_rate + 0.5))
 
 
 def boundary_rows(boundaries, frames) -> np.ndarray:
@@ -62,7 +87,8 @@ def _between(frames: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def frames_to_seconds(frames, rate: float) -> np.ndarray:
-    """Boundary frames -> seconds from the clip start (``frame / rate``, the GEBD convention)."""
+    """Frames at ``rate`` per second -> seconds from the clip start: ``frame / rate`` (float64; for
+    boundaries the GEBD convention, for a clip's grid frames or rows their times)."""
     return np.asarray(frames, dtype=np.float64) / float(rate)
 
 

@@ -32,6 +32,7 @@ from typing import Mapping, Optional
 import h5py
 import numpy as np
 
+from . import clock
 from .errors import FeatureCacheError
 
 SCHEMA = "tapos-features/1"
@@ -48,7 +49,8 @@ LENGTH_TOLERANCE_FRAMES = 2
 def length_mismatch(rows_duration: float, duration: float, fps: float) -> Optional[str]:
     """None when rows spanning ``rows_duration`` seconds (at ``fps`` rows per second) can be the
     annotated instance of ``duration`` seconds; else the second half of the one-line reason."""
-    if abs(rows_duration - duration) > max(LENGTH_TOLERANCE_REL * duration, LENGTH_TOLERANCE_FRAMES / fps):
+    if abs(rows_duration - duration) > max(LENGTH_TOLERANCE_REL * duration,
+                                                 clock.frames_to_seconds(LENGTH_TOLERANCE_FRAMES, fps)):
         return f"{rows_duration:.2f} s but the annotation says {duration:.2f} s"
     return None
 
@@ -91,13 +93,13 @@ class InstanceInfo:
     @property
     def duration(self) -> float:
         """Seconds covered by the rows."""
-        return self.num_rows / self.fps
+        return float(clock.frames_to_seconds(self.num_rows, self.fps))
 
     @property
     def frame_rate(self) -> float:
         """Frames of the cached clip per second (its grid's rate; for caches that do not store
         it, ``num_frames`` over the rows' span): turns clip frames into seconds."""
-        return self.stored_frame_rate or self.num_frames / self.duration
+        return self.stored_frame_rate or clock.frame_rate(self.num_frames, self.duration)
 
 
 @dataclass(frozen=True)
@@ -410,7 +412,7 @@ class FeatureReader(_H5Handle):
         g = self._group(key)
         if "timestamps" in g:
             return np.asarray(g["timestamps"][()], dtype=np.float64)
-        return self.frame_index(key).astype(np.float64) / self.info(key).frame_rate
+        return clock.frames_to_seconds(self.frame_index(key), self.info(key).frame_rate)
 
     def read(self, key: str, modality="rgb", dtype=np.float32, rows=None) -> np.ndarray:
         """The ``(T, D)`` features of one instance; ``"rgb+flow"`` concatenates along D. With

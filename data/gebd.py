@@ -21,6 +21,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from .clock import frame_rate, frames_to_seconds, seconds_to_frames
 from .errors import AnnotationError, UnsafePickleError
 from .instances import UNKNOWN_ACTION, Instance, is_int, is_number, split_key, validate_entry
 from .io import atomic_write_bytes, atomic_write_text, read_json, safe_load_pickle
@@ -161,13 +162,13 @@ def tapos_to_gebd(instances: Iterable[Instance]) -> list:
     """
     out = []
     for inst in instances:
-        fps = float(inst.total_frames) / inst.duration
+        fps = inst.fps
         bnds = list(inst.boundaries)
         out.append(
             GebdVideo(
                 key=inst.key,
                 duration=inst.duration,
-                annotators=[np.array(bnds, dtype=float) / fps],
+                annotators=[frames_to_seconds(bnds, fps)],
                 num_frames=inst.total_frames,
                 fps=fps,
                 f1_consis=[1.0],
@@ -205,15 +206,16 @@ def gebd_to_tapos(videos: Iterable[GebdVideo], subset: str = "val", annotator: i
             raise AnnotationError(f"video {v.key}: cannot convert to TAPOS: {exc}") from None
         if annotator >= len(v.annotators):
             raise AnnotationError(f"video {v.key}: has no annotator {annotator}")
-        fps = v.fps if v.fps is not None else (v.num_frames / v.duration if v.num_frames else None)
-        total = v.num_frames if v.num_frames is not None else (round(v.duration * fps) if fps else None)
+        fps = v.fps if v.fps is not None else (frame_rate(v.num_frames, v.duration) if v.num_frames else None)
+        total = v.num_frames if v.num_frames is not None else (round(float(seconds_to_frames(v.duration, fps)))
+                                                               if fps else None)
         if total is None or fps is None:
             raise AnnotationError(f"video {v.key}: needs 'num_frames' or 'fps' to convert seconds to frames")
         frame_idx = ex.get("substages_myframeidx")
         if frame_idx is not None and annotator < len(frame_idx):
             bnds = [int(b) for b in frame_idx[annotator]]
         else:
-            bnds = [int(round(t * fps)) for t in v.annotators[annotator]]
+            bnds = [int(round(float(f))) for f in seconds_to_frames(v.annotators[annotator], fps)]
         bnds = sorted({b for b in bnds if 0 < b < total})
         shot = ex.get("shot_timestamps")
         if shot is None:

@@ -31,6 +31,7 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
+from .clock import frames_to_seconds
 from .errors import FeatureCacheError, TaposError
 from .feature_files import CONTAINER_SUFFIXES, PER_VIDEO_SUFFIXES, BadFeatureFile, read_container, read_file
 from .features import DTYPES, MODALITIES, ExtractionSettings, FeatureReader, check_key, length_mismatch
@@ -166,8 +167,8 @@ def row_times(rows: int, times: dict, fps: Optional[float] = None, stride: Optio
     if fps is None and stride is None and file_fps is not None:
         fps = file_fps
     if fps is not None:
-        return {"timestamps": np.arange(rows) / fps, "fps": fps, "frame_rate": fps, "num_frames": rows,
-                "frame_index": None}
+        return {"timestamps": frames_to_seconds(np.arange(rows), fps), "fps": fps, "frame_rate": fps,
+                "num_frames": rows, "frame_index": None}
     if stride is None:
         raise BadFeatureFile("carries no times (no fps, no timestamps_ms): give --fps F or --stride S")
     source = file_fps or (inst.fps if inst is not None else None)
@@ -175,8 +176,8 @@ def row_times(rows: int, times: dict, fps: Optional[float] = None, stride: Optio
         raise BadFeatureFile("--stride needs the source's rate: the file has no fps and --annotations has no such key")
     index = np.arange(rows, dtype=np.int64) * stride
     total = inst.total_frames if inst is not None else rows * stride
-    return {"timestamps": index / source, "fps": source / stride, "frame_rate": source, "num_frames": total,
-            "frame_index": index}
+    return {"timestamps": frames_to_seconds(index, source), "fps": source / stride, "frame_rate": source,
+            "num_frames": total, "frame_index": index}
 
 
 def load_key_map(path) -> dict:
@@ -294,7 +295,7 @@ def import_features(src, out, layout: str = "auto", modality: str = "rgb", mappi
             rows = next(iter(feats.values())).shape[0]
             when = row_times(rows, times, fps, stride, inst)
             if inst is not None:
-                problem = length_mismatch(rows / when["fps"], inst.duration, when["fps"])
+                problem = length_mismatch(float(frames_to_seconds(rows, when["fps"])), inst.duration, when["fps"])
                 if problem:
                     raise BadFeatureFile(f"{rows} rows at {when['fps']:g} per second cover {problem}")
             if settings is None:

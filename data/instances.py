@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
+from .clock import frame_rate, frames_to_seconds
 from .errors import AnnotationError
 
 
@@ -107,7 +108,7 @@ class Instance:
     @property
     def fps(self) -> float:
         """Frame rate of the annotation, derived as ``total_frames / duration``."""
-        return float(self.total_frames) / self.duration
+        return frame_rate(self.total_frames, self.duration)
 
     @property
     def boundaries(self) -> tuple:
@@ -120,8 +121,7 @@ class Instance:
 
     def boundaries_seconds(self) -> list:
         """Boundaries in seconds from the instance start (``frame / fps``, as GEBD files store)."""
-        fps = self.fps
-        return [b / fps for b in self.boundaries]
+        return frames_to_seconds(self.boundaries, self.fps).tolist()
 
     def to_entry(self) -> dict:
         """The instance's entry in the released JSON layout."""

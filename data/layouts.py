@@ -23,7 +23,6 @@ video becomes a :class:`GebdInstance` keyed by its GEBD key, with:
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .clock import frame_rate, grid_frames
 from .errors import AnnotationError, TaposError, UnsafePickleError
 from .gebd import gebd_from_dict
 from .instances import INSTANCE_ID_RE, SUBSETS, UNKNOWN_ACTION, Annotations, Instance, split_key
@@ -140,13 +140,15 @@ def _subset_of_name(stem: str) -> str:
 
 
 def _instance(v, action: int, subset: str, path) -> GebdInstance:
-    rate = (v.num_frames / v.duration) if v.num_frames else (v.fps or NOMINAL_RATE)
-    total = int(v.num_frames) if v.num_frames else max(1, int(math.ceil(v.duration * rate - 1e-6)))
+    rate = frame_rate(v.num_frames, v.duration) if v.num_frames else (v.fps or NOMINAL_RATE)
+    total = int(v.num_frames) if v.num_frames else max(1, grid_frames(v.duration, rate))
     annotator = max(range(len(v.annotators)), key=lambda i: (len(v.annotators[i]), -i))
     frame_idx = v.extra.get("substages_myframeidx")
     if isinstance(frame_idx, (list, tuple)) and annotator < len(frame_idx):
         bnds = [int(round(float(b))) for b in np.asarray(frame_idx[annotator], dtype=np.float64).reshape(-1)]
     else:
+        # t * total / duration, in this order (not the clock's t * rate, rate = total / duration):
+        # the product can differ in the last bit and move a boundary that lies at a half frame
         bnds = [int(round(t * total / v.duration)) for t in v.annotators[annotator]]
     bnds = sorted({b for b in bnds if 0 < b < total})
     try:

@@ -1,4 +1,4 @@
-"""``tapos-evaluate``: score boundary predictions with the GEBD or the TAPOS protocol."""
+"""``tapos-evaluate``: score boundary predictions with a registered protocol (GEBD, TAPOS, ...)."""
 from __future__ import annotations
 
 import json
@@ -6,31 +6,38 @@ from pathlib import Path
 
 import click
 
-from tapos.data.annotations import SPLITS, load_annotations
+from tapos.data.annotations import load_annotations
 from tapos.data.machinery.cli_utils import TaposGroup, echo_table
 from tapos.data.gebd import load_gebd
 from tapos.data.io import atomic_write_text
 from tapos.data.predictions import load_predictions
 from tapos.data.version import __version__
 
-from .protocols import (MIN_CONSISTENCY, evaluate_gebd, evaluate_tapos, evaluate_tapos_by_class, human_agreement,
-                        human_rounds)
+from .protocols import MIN_CONSISTENCY, human_agreement, human_rounds
 from .reference import headline, margins, reference_lines
-from .report import class_table, plot_by_class, plot_result, reference_table, result_tables
+from .registry import PROTOCOLS
+from .report import plot_result, reference_table, result_tables
 
 
-@click.group(cls=TaposGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class ProtocolGroup(TaposGroup):
+    """tapos-evaluate's commands: its own (human) and one per registered protocol, looked up at
+    each call (a protocol registered after this module was imported is a command too)."""
+
+    def list_commands(self, ctx):
+        return sorted({*self.commands, *PROTOCOLS})
+
+    def get_command(self, ctx, name):
+        if name in PROTOCOLS and name not in self.commands:
+            return protocol_command(PROTOCOLS[name])
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=ProtocolGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tapos-evaluate")
 def main():
-    """Boundary precision, recall and F1 of sub-action predictions.
+    """Boundary precision, recall and F1 of sub-action predictions, in each protocol (the
+    commands below; human: agreement of each annotator with the others).
 
-    \b
-    Protocols:
-      gebd   GEBD challenge (every TAPOS result since 2021): GT in Kinetics-GEBD layout,
-             predictions {key: [seconds, ...]}, relative thresholds 0.05..0.5 of the duration
-      tapos  the TAPOS paper: GT tapos_annotation.json, predictions {key: [frame, ...]},
-             relative 0.05..0.5 of the length and absolute 5..50 frames
-      human  agreement of each annotator with the others (GEBD layout, several annotators)
     \b
     Examples:
       tapos-evaluate gebd val.pkl pred_seconds.json --json scores.json --plot scores.png
@@ -93,99 +100,49 @@ def _echo_reference(result, title, lines, source) -> dict:
             "margin": {f"over_{name}": m for name, m in margin.items()}}
 
 
-def _reference_for(protocol, evaluated, instances, prior_from, **kw):
+def _reference_for(protocol, gt, truth, prior_from, options):
     """The ``reference`` argument of ``_report``: ``(lines, source)``."""
+    evaluated = truth.annotations if truth.annotations is not None else load_annotations(gt)
+    instances = truth.instances if truth.instances is not None else evaluated
     train, source = _prior_source(evaluated, prior_from)
     overlap = sum(1 for i in train or () if i.key in instances)
     if overlap:
         click.echo(f"warning: the prior reads {overlap} of the evaluated instances ({source})", err=True)
-    return reference_lines(protocol, instances.values(), train, **kw), source
+    return reference_lines(protocol, instances.values(), train, truth.scored, **options), source
 
 
 _json_opt = click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
                          help="Write the scores as JSON (documented shape, see README).")
 _plot_opt = click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
                          help="Write precision/recall/F1 against the threshold as a PNG (paper Figure 7).")
+_reference_opts = (
+    click.option("--prior-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Annotation file (either layout) whose train split (or, naming none, every "
+                      "instance) the prior lines read; default: the evaluated file's train split."),
+    click.option("--no-reference", is_flag=True,
+                 help="Do not score the reference lines (prior, prior-best, prior-length, oracle-count) under "
+                      "the table."),
+)
 
 
-def _reference_opts(f):
-    f = click.option("--no-reference", is_flag=True,
-                     help="Do not score the reference lines (prior, prior-best, prior-length, oracle-count) under "
-                          "the table.")(f)
-    return click.option("--prior-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        help="Annotation file (either layout) whose train split (or, naming none, every "
-                             "instance) the prior lines read; default: the evaluated file's train split.")(f)
+def protocol_command(protocol) -> click.Command:
+    """``tapos-evaluate NAME GT PRED``: the same steps for every protocol (its own options are
+    passed to its methods by name)."""
 
+    def run(gt, pred, json_out, plot, prior_from, no_reference, **options):
+        truth = protocol.load(gt, **options)
+        predictions = load_predictions(pred)
+        result = protocol.score(truth.scored, predictions, **options)
+        reference = None if no_reference else _reference_for(protocol, gt, truth, prior_from, options)
+        _report(result, json_out, plot, protocol.title, reference)
+        protocol.report_more(truth, predictions, json_out, plot, **options)
 
-@main.command()
-@click.argument("gt", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("pred", type=click.Path(dir_okay=False, path_type=Path))
-@_json_opt
-@_plot_opt
-@click.option("--min-consistency", type=float, default=MIN_CONSISTENCY, show_default=True,
-              help="Skip videos whose f1_consis_avg is below this (the challenge uses 0.3).")
-@_reference_opts
-def gebd(gt, pred, json_out, plot, min_consistency, prior_from, no_reference):
-    """GEBD protocol: GT (Kinetics-GEBD .json/.pkl) against PRED ({key: [seconds, ...]}).
-
-    Under the scores, the reference lines (content-free boundaries, tapos.evaluate.reference):
-    the prior (train median count, equally spaced), prior-best (the count best on train),
-    prior-length (the count expected for the video's duration, fitted on train) and oracle-count
-    (each video's true count: reads the evaluated file), with the method's margin over the three
-    train-only lines. A val file has no train split: pass --prior-from.
-
-    Example: tapos-evaluate gebd val.pkl pred.json --prior-from train.pkl --json scores.json
-    """
-    videos = load_gebd(gt)
-    result = evaluate_gebd(videos, load_predictions(pred), min_consistency=min_consistency)
-    reference = None
-    if not no_reference:
-        evaluated = load_annotations(gt)
-        reference = _reference_for("gebd", evaluated, evaluated, prior_from, gebd=videos,
-                                   min_consistency=min_consistency)
-    _report(result, json_out, plot, "GEBD", reference)
-
-
-@main.command()
-@click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("pred", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True)
-@_json_opt
-@_plot_opt
-@click.option("--by-class", is_flag=True,
-              help="Also score each action class: a table, PLOT_by_class.png with --plot and "
-                   "JSON_by_class.json with --json.")
-@_reference_opts
-def tapos(annotations, pred, split, json_out, plot, by_class, prior_from, no_reference):
-    """TAPOS protocol: tapos_annotation.json against PRED ({key: [frame, ...]}).
-
-    Frames are relative to the instance start, in annotation frames. Under the scores, the
-    reference lines (content-free boundaries, tapos.evaluate.reference): the prior (the train
-    split's median count, equally spaced), prior-best (the count best on train), prior-length (the
-    count expected for the instance's duration, fitted on train) and oracle-count (each instance's
-    true count: reads the evaluated split), with the method's margin over the three train-only
-    lines.
-
-    Example: tapos-evaluate tapos tapos_annotation.json pred.json --split val --plot f1.png
-    """
-    ann = load_annotations(annotations)
-    instances = ann.split(split)
-    if len(instances) == 0:
-        raise click.ClickException(f"{annotations}: split {split!r} has no instances")
-    preds = load_predictions(pred)
-    result = evaluate_tapos(instances, preds)
-    reference = None if no_reference else _reference_for("tapos", ann, instances, prior_from)
-    _report(result, json_out, plot, "TAPOS", reference)
-    if by_class:
-        per_class = evaluate_tapos_by_class(instances, preds)
-        click.echo("== per class (average over thresholds)")
-        echo_table(class_table(per_class))
-        if json_out:
-            path = json_out.with_name(f"{json_out.stem}_by_class.json")
-            atomic_write_text(path, json.dumps({str(a): r.to_json() for a, r in per_class.items()}, indent=1))
-            click.echo(f"wrote {path}")
-        if plot:
-            click.echo(f"wrote {plot_by_class(per_class, plot.with_name(f'{plot.stem}_by_class.png'))}")
+    params = [click.argument("gt", type=click.Path(dir_okay=False, path_type=Path)),
+              click.argument("pred", type=click.Path(dir_okay=False, path_type=Path)),
+              _json_opt, _plot_opt, *protocol.options, *_reference_opts]
+    for param in reversed(params):
+        run = param(run)
+    return click.command(protocol.name, help=protocol.help or protocol.summary, short_help=protocol.summary)(run)
 
 
 @main.command()

@@ -11,6 +11,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from tapos.data.clock import frames_to_seconds
 from tapos.data.gebd import MIN_CONSISTENCY
 
 from .matching import greedy_true_positives_batch
@@ -229,7 +230,8 @@ def human_rounds(gt: Mapping, relative=RELATIVE_THRESHOLDS, absolute=ABSOLUTE_TH
         with_abs = all(v.fps for v in used.values())
         ab = np.asarray(absolute if with_abs else (), dtype=np.float64)
         videos = [_Video(k, [np.asarray(v.annotators[0], dtype=np.float64)], float(v.duration),
-                         np.concatenate([rel * np.float64(v.duration), ab / (v.fps if with_abs else 1.0)]))
+                         np.concatenate([rel * np.float64(v.duration),
+                                         frames_to_seconds(ab, v.fps) if with_abs else ab]))  # frames -> seconds
                   for k, v in used.items()]
         tp, pos, det = _pool(videos, preds, len(rel) + len(ab), counts)
         n = len(rel)

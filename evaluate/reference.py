@@ -25,7 +25,8 @@ import numpy as np
 
 from tapos.data.priors import BoundaryPrior, fit_prior, oracle_count_predictions, prior_predictions
 
-from .protocols import EvaluationResult, evaluate_gebd, evaluate_tapos
+from .protocols import EvaluationResult, evaluate_tapos
+from .registry import get_protocol
 
 COUNT_CANDIDATES = tuple(range(0, 11))  # counts prior-best tries on the training split
 TRAIN_LINES = ("prior", "prior-best", "prior-length")  # the lines a method's margin is measured against
@@ -73,18 +74,18 @@ def best_count(train, candidates=COUNT_CANDIDATES) -> int:
     return int(candidates[int(np.argmax(scores))])
 
 
-def reference_lines(protocol: str, instances, train=None, gebd=None, min_consistency=None) -> list:
-    """The reference lines for the evaluated ``instances`` (``Instance`` records; for the GEBD
-    protocol also ``gebd``, the ``{key: GebdVideo}`` ground truth they come from). ``train``: the
+def reference_lines(protocol, instances, train=None, truth=None, **options) -> list:
+    """The reference lines for the evaluated ``instances`` (``Instance`` records), scored by
+    ``protocol`` (a registered name or a ``Protocol``) against ``truth`` (what its ``score``
+    reads; default ``{key: Instance}`` of ``instances``) with its ``options``. ``train``: the
     instances the prior reads (None: no prior lines, only oracle-count)."""
     instances = list(instances)
-    seconds = protocol == "gebd"
+    protocol = get_protocol(protocol)
+    seconds = protocol.seconds
+    truth = {i.key: i for i in instances} if truth is None else truth
 
     def score(preds):
-        if seconds:
-            kw = {} if min_consistency is None else {"min_consistency": min_consistency}
-            return evaluate_gebd(gebd, preds, **kw)
-        return evaluate_tapos({i.key: i for i in instances}, preds)
+        return protocol.score(truth, preds, **options)
 
     lines = []
     if train:

@@ -9,6 +9,7 @@ import pandas as pd
 from tapos.data.machinery.plotting import pyplot, save_figure
 
 from .protocols import EvaluationResult, Scores
+from .registry import PROTOCOLS
 
 
 def scores_table(scores: Scores, unit: str) -> pd.DataFrame:
@@ -20,7 +21,7 @@ def scores_table(scores: Scores, unit: str) -> pd.DataFrame:
 
 
 def result_tables(result: EvaluationResult) -> dict:
-    unit = "rel. distance" if result.protocol == "tapos" else "rel. threshold"
+    unit = PROTOCOLS[result.protocol].relative_unit if result.protocol in PROTOCOLS else "rel. threshold"
     tables = {"relative": scores_table(result.relative, unit)}
     if result.absolute is not None:
         tables["absolute"] = scores_table(result.absolute, "frames")

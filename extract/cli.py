@@ -7,13 +7,12 @@ from pathlib import Path
 import click
 
 from tapos.data.annotations import SUBSETS
-from tapos.data.machinery.cli_utils import DefaultCommandGroup, parse_overrides
+from tapos.data.machinery.cli_utils import DefaultCommandGroup, RegistryChoice, parse_overrides
 from tapos.data.features import DTYPES
 from tapos.data.version import __version__
 
 from .backbone import PRECISIONS
 from .flow import FLOW_METHODS
-from .tvl1 import DEFAULTS as TVL1_DEFAULTS
 from .pipeline import DEFAULTS
 
 
@@ -33,6 +32,12 @@ def main():
     """
 
 
+def _option_names() -> dict:
+    """Every flow method's option names: a method that takes none refuses them when it runs, in
+    one line naming the methods that do."""
+    return {name: None for m in FLOW_METHODS.values() if m.DEFAULTS is not None for name in m.DEFAULTS}
+
+
 @main.command()
 @click.argument("videos", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
@@ -40,11 +45,12 @@ def main():
               help="tapos_annotation.json: cut each instance out of VIDEOS/<youtube_id>.<ext>, keyed globally.")
 @click.option("--split", type=click.Choice(SUBSETS), help="With --annotations: one subset only.")
 @click.option("--modality", default=",".join(DEFAULTS["modalities"]), show_default=True, help="rgb, flow or rgb,flow.")
-@click.option("--flow", "flow_method", type=click.Choice(sorted(FLOW_METHODS)), default=DEFAULTS["flow"],
-              show_default=True, help="Optical flow: tvl1 (the paper's, OpenCV, slow on CPU), tvl1-torch (the same "
-                                      "in PyTorch, batched on --device), dis (fast), farneback.")
+@click.option("--flow", "flow_method", type=RegistryChoice(FLOW_METHODS), default=DEFAULTS["flow"],
+              show_default=True,
+              help="Optical flow: " + "; ".join(f"{m.name} ({m.summary})" for m in FLOW_METHODS.values()) + ".")
 @click.option("--set", "flow_set", multiple=True, metavar="NAME=VALUE",
-              help="A tvl1-torch parameter (value as JSON): " + ", ".join(TVL1_DEFAULTS) + " (defaults: OpenCV's).")
+              help="A flow method's parameter (value as JSON): " + "; ".join(
+                  f"{m.name}: {', '.join(m.DEFAULTS)}" for m in FLOW_METHODS.values() if m.DEFAULTS is not None) + ".")
 @click.option("--weights", default=DEFAULTS["weights"], show_default=True,
               help="imagenet (downloaded once into the torch hub cache), random (tests, demos) or a .pth file.")
 @click.option("--flow-weights", help="Weights of the flow net (default: TSN's cross-modality init from --weights).")
@@ -77,7 +83,7 @@ def run(videos, out, annotations, split, modality, flow_method, flow_set, weight
 
     if stride != 1 and fps is not None:
         raise click.BadParameter("give --stride or --fps, not both", param_hint="--fps")
-    flow_options = parse_overrides(flow_set, TVL1_DEFAULTS) or None
+    flow_options = parse_overrides(flow_set, _option_names()) or None
     report = extract(videos, out, annotations=annotations, modalities=modality, weights=weights,
                      flow_weights=flow_weights, flow=flow_method, stride=stride, fps=fps, split=split,
                      batch_size=batch_size, device=device, precision=precision, dtype=dtype, decoders=decoders,

@@ -17,7 +17,6 @@ clock (its own start time and edit list applied, as a player shows it).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from tapos.data.clock import grid_frames
+from tapos.data.clock import frames_to_seconds, grid_frames, nearest_grid_frame, seconds_to_frames
 from tapos.data.machinery.ffmpeg import VideoError, VideoInfo, probe, read_frames
 from tapos.data.videos import Clip
 
@@ -62,7 +61,7 @@ class ClipMeta:
 
     def timestamps(self, frame_index) -> np.ndarray:
         """Seconds from the clip start of rows taken from these grid frames."""
-        return np.asarray(frame_index, dtype=np.float64) / self.rate
+        return frames_to_seconds(frame_index, self.rate)
 
 
 @functools.lru_cache(maxsize=256)
@@ -92,7 +91,7 @@ class _RowPicker:
             return np.arange(start, first + n, self.sampling.stride, dtype=np.int64)
         out = []
         while True:
-            frame = int(math.floor(self.t * self.rate / self.sampling.fps + 0.5))
+            frame = nearest_grid_frame(self.t, self.sampling.fps, self.rate)
             if frame >= first + n:
                 break
             out.append(frame)
@@ -175,7 +174,7 @@ class ClipReader:
         if limit is not None and frames < 0.9 * limit:
             raise VideoError(f"{clip.path}: the instance {clip.key} needs {limit} frames from {clip.start:.3f}s, "
                              f"the video has {frames} (it ends at {info.duration:.2f}s)")
-        claimed = int(round(info.duration * rate))
+        claimed = int(round(float(seconds_to_frames(info.duration, rate))))
         if limit is None and messages and frames < 0.9 * claimed:
             last = messages[-1].strip().split("] ")[-1]
             raise VideoError(f"{clip.path}: damaged or truncated, decoded {frames} of {claimed} frames ({last})")

@@ -11,85 +11,15 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
-from tapos.data.options import OptionError
+from . import opencv_flow, tvl1  # noqa: F401  (register the methods: tvl1, dis, farneback, tvl1-torch)
+from .flow_methods import FLOW_METHODS, flow_parameters, get_flow_method
+from .inputs import CROP, FLOW_BOUND, FLOW_STACK
 
-from .inputs import CROP, FLOW_BOUND, FLOW_SIZE, FLOW_STACK
-
-
-# What each method's fields depend on besides the frames: recorded in the cache (the flow rows of
-# two caches are comparable only when these agree).
-METHOD_PARAMS: Dict[str, dict] = {
-    "tvl1": {"implementation": "opencv DualTVL1", "parameters": "opencv defaults"},
-    "dis": {"implementation": "opencv DIS", "preset": "medium"},
-    "farneback": {"implementation": "opencv Farneback", "pyr_scale": 0.5, "levels": 3, "winsize": 15,
-                  "iterations": 3, "poly_n": 5, "poly_sigma": 1.2},
-    # its "parameters": tapos.extract.tvl1.DEFAULTS with the run's flow options applied
-    "tvl1-torch": {"implementation": "tapos.extract.tvl1 (PyTorch Dual TV-L1, OpenCV's scheme)"},
-}
-
-
-def flow_parameters(method: str, options: Optional[Mapping] = None) -> dict:
-    """The parameters of ``method``'s flow rows, as the cache records them (``options``: the
-    method's own, for a method that takes them)."""
-    out = {**METHOD_PARAMS[method]}
-    if _batched(method):
-        from .tvl1 import check_options
-
-        out["parameters"] = check_options(options)
-    elif options:
-        raise OptionError(f"flow method {method}: takes no flow options (got {', '.join(options)}); "
-                          f"only {', '.join(m for m in FLOW_METHODS if _batched(m))} does")
-    return {**out, "size": list(FLOW_SIZE), "bound": FLOW_BOUND, "stack": FLOW_STACK}
-
-
-def _batched(method: str) -> bool:
-    return getattr(FLOW_METHODS[method], "batched", False)
-
-
-def _tvl1():
-    import cv2
-
-    return cv2.optflow.DualTVL1OpticalFlow_create().calc
-
-
-def _dis():
-    import cv2
-
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return lambda a, b, _: dis.calc(a, b, None)
-
-
-def _farneback():
-    import cv2
-
-    p = METHOD_PARAMS["farneback"]
-    args = (p["pyr_scale"], p["levels"], p["winsize"], p["iterations"], p["poly_n"], p["poly_sigma"], 0)
-    return lambda a, b, _: cv2.calcOpticalFlowFarneback(a, b, None, *args)
-
-
-def _tvl1_torch(device="cpu", options: Optional[Mapping] = None, threads: Optional[int] = None):
-    from .tvl1 import TVL1
-
-    return TVL1(options, device, threads=threads).sequence
-
-
-_tvl1_torch.batched = True
-
-
-# name -> factory of a flow function (prev, next, None) -> (H, W, 2) float32. OpenCV's flow
-# objects are not thread-safe, so each worker thread builds its own. A factory marked ``batched``
-# takes ``device``, ``options`` (its parameters) and ``threads`` (torch's, on CPU) and returns a
-# function of a whole chunk, (n, H, W) uint8 frames -> (n - 1, H, W, 2) float32: all pairs at once.
-FLOW_METHODS: Dict[str, Callable] = {
-    "tvl1": _tvl1,  # Dual TV-L1 (the paper's and TSN's choice; slow on CPU)
-    "dis": _dis,  # Dense Inverse Search, medium preset: hundreds of frames/s on CPU
-    "farneback": _farneback,
-    "tvl1-torch": _tvl1_torch,  # Dual TV-L1 as OpenCV's, in PyTorch: batched, on CPU or CUDA
-}
+__all__ = ["FLOW_METHODS", "FlowComputer", "FlowStacker", "center_crop", "flow_parameters", "quantize"]
 
 
 def quantize(field: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
@@ -113,26 +43,24 @@ class FlowComputer:
 
     def __init__(self, method: str = "tvl1", threads: Optional[int] = 1, crop: Optional[int] = CROP,
                  device: str = "cpu", options: Optional[Mapping] = None):
-        if method not in FLOW_METHODS:
-            raise ValueError(f"unknown flow method {method!r} (expected one of {', '.join(FLOW_METHODS)})")
+        self.flow = get_flow_method(method)
         self.method = method
         self.crop = crop
+        self.options = self.flow.options(options)  # checked: bad options fail here, in one line
         self._local = threading.local()
         self._batch = None
-        if _batched(method):
-            self._batch = FLOW_METHODS[method](device=device, options=options, threads=threads or 1)
+        if self.flow.batched:
+            self._batch = self.flow.batch_function(device, self.options, threads or 1)
             threads = 1  # no pool: the method computes every pair of a call at once
-        elif options:
-            flow_parameters(method, options)  # raises: the method takes none
         threads = threads or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads)) if threads > 1 else None
 
     def _one(self, pair) -> np.ndarray:
         fn = getattr(self._local, "fn", None)
         if fn is None:
-            fn = self._local.fn = FLOW_METHODS[self.method]()
+            fn = self._local.fn = self.flow.pair_function(self.options)
         prev, nxt = pair
-        field = quantize(fn(prev, nxt, None))
+        field = quantize(fn(prev, nxt))
         return field if self.crop is None else center_crop(field, self.crop)
 
     def fields(self, frames: np.ndarray) -> np.ndarray:

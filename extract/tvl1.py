@@ -28,6 +28,8 @@ import torch.nn.functional as F
 
 from tapos.data.options import OptionError, apply_options
 
+from .flow_methods import FlowMethod, register_flow
+
 # OpenCV's DualTVL1 defaults (cv2.optflow.DualTVL1OpticalFlow_create()); its setter names in [].
 DEFAULTS = {
     "tau": 0.25,                 # [Tau] time step of the dual; the scheme is stable for tau <= 0.25
@@ -396,3 +398,21 @@ def opencv_tvl1(options: Optional[Mapping] = None):
         tau=o["tau"], lambda_=o["lambda"], theta=o["theta"], nscales=o["nscales"], warps=o["warps"],
         epsilon=o["epsilon"], innnerIterations=o["inner_iterations"], outerIterations=o["outer_iterations"],
         scaleStep=o["scale_step"], gamma=o["gamma"], medianFiltering=o["median_filtering"])
+
+
+@register_flow
+class TVL1Torch(FlowMethod):
+    """Dual TV-L1 as OpenCV's, in PyTorch: every pair of a chunk at once, on CPU or CUDA."""
+
+    name = "tvl1-torch"
+    summary = "Dual TV-L1 as OpenCV computes it, in PyTorch, batched on --device"
+    # its "parameters": DEFAULTS with the run's flow options applied
+    record = {"implementation": "tapos.extract.tvl1 (PyTorch Dual TV-L1, OpenCV's scheme)"}
+    batched = True
+    DEFAULTS = DEFAULTS
+
+    def check_options(self, options):
+        return check_options(options)
+
+    def batch_function(self, device, options, threads):
+        return TVL1(options, device, threads=threads).sequence

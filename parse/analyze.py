@@ -41,7 +41,7 @@ from tapos.data.options import apply_options
 
 from .checkpoint import load_model
 from .registry import PARSERS
-from tapos.data.clock import edge_frames
+from tapos.data.clock import edge_frames, frames_to_seconds
 
 from .segments import change_points, spans
 
@@ -333,7 +333,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
     if len(exemplars):
         frames = [float(ann_frames[k][r]) for k, r in zip(exemplars["key"], exemplars["row"])]
         exemplars["frame"] = frames  # annotation frame from the instance start
-        exemplars["seconds"] = [f / ann[k].fps for f, k in zip(frames, exemplars["key"])]
+        exemplars["seconds"] = [float(frames_to_seconds(f, ann[k].fps)) for f, k in zip(frames, exemplars["key"])]
         used = usage.sum(axis=0)
         exemplars = exemplars[exemplars["pattern"].map(lambda p: used[p] > 0)].reset_index(drop=True)
     segments = pd.DataFrame(seg_rows)

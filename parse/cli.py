@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from tapos.data.annotations import SPLITS
-from tapos.data.machinery.cli_utils import TaposGroup, echo_table, parse_overrides
+from tapos.data.machinery.cli_utils import RegistryChoice, TaposGroup, echo_table, parse_overrides
 from tapos.data.features import MODALITY_CHOICES
 from tapos.data.predictions import save_predictions
 from tapos.data.selection import SELECT_ON
@@ -40,7 +40,7 @@ def main():
 
 
 @main.command()
-@click.option("--method", type=click.Choice(sorted(PARSERS)), required=True)
+@click.option("--method", type=RegistryChoice(PARSERS), required=True)
 @click.option("--features", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Feature cache (HDF5, schema tapos-features/1).")
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -231,7 +231,7 @@ def show(model_dir, features, annotations, key, out, videos):
 @click.option("--weights", default=None, help="imagenet, random or a .pth file. Default: those the model's "
               "training features were extracted with (recorded in its config.json).")
 @click.option("--flow-weights", default=None, help="Flow network weights (default: as recorded).")
-@click.option("--flow", type=click.Choice(sorted(FLOW_METHODS)), default=None,
+@click.option("--flow", type=RegistryChoice(FLOW_METHODS), default=None,
               help="Flow method (default: as recorded).")
 @click.option("--stride", type=click.IntRange(1), default=None, help="Default: as recorded.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: as recorded.")

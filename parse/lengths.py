@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from tapos.data.clock import seconds_to_frames
 from tapos.data.errors import TaposError
 
 SECONDS = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)\s*s\s*$")
@@ -43,7 +44,7 @@ def length_value(value, rows: int, rate: Optional[float] = None) -> float:
         if not rate:
             raise TaposError(f"a length of {value!r} needs the rows' rate (rows per second), which fit records; "
                              "fit the parser first, or give the length in rows")
-        return s * rate
+        return float(seconds_to_frames(s, rate))  # rows at ``rate`` rows per second
     return value * rows if is_fraction(value) else float(value)
 
 

@@ -40,7 +40,7 @@ def show_instance(model_dir, features, annotations, key: Optional[str], out, vid
     item = FeatureDataset(reader, Annotations([inst], ann.path), "all", modality)[0]
     x, frames = item["features"].numpy(), item["frames"].numpy()
     predicted = frames_to_seconds(parser.predict(x, frames, inst), inst.fps)
-    truth = [b / inst.fps for b in inst.boundaries]
+    truth = inst.boundaries_seconds()
     responses = parser.patterns(x)
     labels = parser.pattern_labels(x, responses) if responses is not None else None
     thumbs = None
@@ -52,6 +52,6 @@ def show_instance(model_dir, features, annotations, key: Optional[str], out, vid
                   if (img := shot(inst, c)) is not None]
         if shot.failures:
             raise TaposError(shot.failures[0])
-    plot_timeline(out, frames / inst.fps, inst.duration, predicted, truth, responses, labels, thumbs,
+    plot_timeline(out, frames_to_seconds(frames, inst.fps), inst.duration, predicted, truth, responses, labels, thumbs,
                   f"{key}  (class {inst.action}, {parser.name} on {modality})")
     return {"key": key, "predicted": [float(b) for b in predicted], "annotated": truth, "out": str(Path(out))}

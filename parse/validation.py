@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tapos.data.clock import frames_to_seconds
 from tapos.data.gebd import tapos_to_gebd
 from tapos.evaluate import evaluate_gebd, evaluate_tapos
 
@@ -33,7 +34,7 @@ def validation_scores(parser, dataset, preds=None) -> dict:
         out.update({f"val_f1_{name}": float(f1.mean()), f"val_prec_{name}": float(prec.mean()),
                     f"val_rec_{name}": float(rec.mean())})
     gebd = {v.key: v for v in tapos_to_gebd(dataset.instances)}
-    seconds = {k: np.asarray(v, dtype=np.float64) / gebd[k].fps for k, v in preds.items()}
+    seconds = {k: frames_to_seconds(v, gebd[k].fps) for k, v in preds.items()}
     f1 = evaluate_gebd(gebd, seconds).relative.f1
     out.update({"val_gebd_f1_05": float(f1[0]), "val_gebd_avg": float(f1.mean())})
     out["val_boundaries_per_instance"] = float(np.mean([len(v) for v in preds.values()])) if preds else 0.0

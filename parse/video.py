@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tapos.data.clock import frames_to_seconds, row_frames
+from tapos.data.clock import frames_to_seconds, row_frames, seconds_to_frames
 from tapos.data.errors import TaposError
 from tapos.data.machinery.ffmpeg import probe, read_frame_at
 from tapos.data.features import ExtractionSettings, FeatureReader, parse_modality
@@ -74,6 +74,11 @@ def extraction_options(model_dir, modalities, weights=None, flow_weights=None, f
     return opts
 
 
+def _frame(seconds: float, rate: float) -> float:
+    """A segment edge in the clip's frames, rounded to 6 decimals."""
+    return round(float(seconds_to_frames(seconds, rate)), 6)
+
+
 def parse_video(clip, model_dir, out_dir, weights=None, flow_weights=None, flow=None, stride=None, fps=None,
                 device: str = "cpu", progress: bool = True, thumbnails: bool = True, overwrite: bool = False) -> dict:
     """Extract, parse and draw one clip; returns what ``OUT/boundaries.json`` holds. ``overwrite``
@@ -108,7 +113,7 @@ def parse_video(clip, model_dir, out_dir, weights=None, flow_weights=None, flow=
         "clip": str(clip), "key": key, "method": parser.name, "modality": modality, "fps": clip_fps,
         "num_frames": info.num_frames, "duration": duration,
         "boundaries_frames": [float(f) for f in frames], "boundaries_seconds": [float(s) for s in seconds],
-        "segments": [{"start": a, "end": b, "start_frame": round(a * clip_fps, 6), "end_frame": round(b * clip_fps, 6)}
+        "segments": [{"start": a, "end": b, "start_frame": _frame(a, clip_fps), "end_frame": _frame(b, clip_fps)}
                      for a, b in spans(seconds.tolist(), duration)],
         "extraction": {k: v for k, v in opts.items() if k != "modalities"},
     }

@@ -7,10 +7,13 @@ from hypothesis import strategies as st
 from tapos.data.clock import (
     boundary_rows,
     edge_frames,
+    frame_rate,
     frames_to_seconds,
     grid_frames,
+    nearest_grid_frame,
     row_boundary_frames,
     row_frames,
+    seconds_to_frames,
 )
 
 
@@ -75,3 +78,12 @@ def test_mean_error_is_zero_for_boundaries_anywhere_between_rows(stride):
     est = (frames[rows - 1] + frames[rows]) / 2 + 0.5
     assert abs(np.mean(est - gt)) < 1e-9
     assert np.max(np.abs(est - gt)) <= stride / 2
+
+
+def test_conversions_between_frames_and_seconds():
+    assert frame_rate(195, 7.8) == 25.0  # TAPOS's rate: total_frames / duration
+    np.testing.assert_array_equal(seconds_to_frames([0.0, 0.5, 2.0], 30.0), [0.0, 15.0, 60.0])
+    np.testing.assert_array_equal(frames_to_seconds(seconds_to_frames([0.25, 3.0], 24.0), 24.0), [0.25, 3.0])
+    np.testing.assert_array_equal(row_frames([0.5, 1.0], 25.0), seconds_to_frames([0.5, 1.0], 25.0))
+    # rows at 10 per second on a 25 fps grid: the frame nearest t / 10 s, a half frame goes to the later one
+    assert [nearest_grid_frame(t, 10.0, 25.0) for t in range(5)] == [0, 3, 5, 8, 10]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tapos.data.machinery.cli_utils import DefaultCommandGroup, echo_table, parse_overrides
+from tapos.data.machinery.cli_utils import DefaultCommandGroup, RegistryChoice, echo_table, parse_overrides
 from tapos.data.features import MODALITY_CHOICES
 from tapos.data.errors import TaposError
 from tapos.data.io import atomic_write_text
@@ -14,7 +14,7 @@ from tapos.data.version import __version__
 
 from tapos.extract import FLOW_METHODS
 
-from .data import SAMPLINGS
+from .schemes import SAMPLINGS
 from .run import DEFAULTS, EVAL_SPLITS, INPUTS, RUN_DEFAULTS
 
 
@@ -44,10 +44,12 @@ def main():
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="tapos_annotation.json or a Kinetics-GEBD-layout .json/.pkl with class labels: trains on "
                    "`train`, evaluates on `val`.")
-@click.option("--sampling", type=click.Choice(SAMPLINGS), default=RUN_DEFAULTS["sampling"], show_default=True,
-              help="uniform: TSN's even segments; aligned: annotated sub-actions; parsed: --boundaries.")
+@click.option("--sampling", type=RegistryChoice(SAMPLINGS), default=RUN_DEFAULTS["sampling"], show_default=True,
+              help="; ".join(f"{s.name}: {s.summary}" for s in SAMPLINGS.values()) + ".")
 @click.option("--boundaries", type=click.Path(dir_okay=False, path_type=Path),
-              help="With --sampling parsed: tapos-parse predict output covering train and val (--split all).")
+              help="With a sampling of predicted sub-actions (" + ", ".join(s.name for s in SAMPLINGS.values()
+                                                                        if s.predicted)
+                   + "): tapos-parse predict output covering train and val (--split all).")
 @click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"],
               help="rgb+flow trains both and fuses their scores 1:1.5. Default: what the cache holds (rgb+flow "
                    "when both).")
@@ -58,7 +60,8 @@ def main():
 @click.option("--epochs", type=click.IntRange(1), default=None, help=f"Default {DEFAULTS['epochs']}.")
 @click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True)
 @click.option("--device", default=RUN_DEFAULTS["device"], show_default=True)
-@click.option("--label", help="Row name in the results table (default: the sampling, or parsed (<file stem>)).")
+@click.option("--label", help="Row name in the results table (default: the sampling, or parsed (<file stem>) for "
+                               "predicted sub-actions).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a default (value as JSON): " + ", ".join(DEFAULTS) + "; with --input frames "
                    "also lr_steps, momentum, clip_grad, partial_bn, weights (imagenet|random|PATH), flow ("
@@ -92,13 +95,14 @@ def run(input_kind, features, videos, annotations, sampling, boundaries, modalit
             raise click.UsageError("--input features needs --features CACHE.h5")
         if input_kind == "frames" and videos is None:
             raise click.UsageError("--input frames needs --videos DIR")
-        if sampling == "parsed" and boundaries is None:
-            raise click.UsageError("--sampling parsed needs --boundaries PRED.json")
+        scheme = SAMPLINGS[sampling]
+        if scheme.predicted and boundaries is None:
+            raise click.UsageError(f"--sampling {sampling} needs --boundaries PRED.json")
         extra = parse_overrides(overrides, FRAME_DEFAULTS if input_kind == "frames" else DEFAULTS)
         extra["segments"] = segments
         if epochs:
             extra["epochs"] = epochs
-        label = label or (f"parsed ({boundaries.stem})" if sampling == "parsed" else sampling)
+        label = label or scheme.label(boundaries)
         results = train(features, annotations, sampling, modality, out_dir, boundaries, seed, device, extra,
                         progress=not no_progress, label=label, input=input_kind, videos=videos, split=split)
         if results is None:  # a torchrun rank other than 0

@@ -11,9 +11,9 @@ from tapos.data.clock import boundary_rows, row_frames
 from tapos.data.machinery.dataset import FeatureDataset
 from tapos.data.errors import TaposError
 
-from .sampling import aligned_indices, uniform_indices
+from .schemes import SAMPLINGS, get_sampling
 
-SAMPLINGS = ("uniform", "aligned", "parsed")
+__all__ = ["SAMPLINGS", "SnippetDataset"]
 MEMORY_LIMIT = 1 << 30  # bytes of float32 features a dataset keeps in memory
 
 
@@ -21,21 +21,20 @@ class SnippetDataset(Dataset):
     """Items: ``features (K, D)`` float32 (one cached row per snippet), ``label``, ``key``.
 
     A cached row is one snippet: an RGB frame, or a flow row (already a stack of 5 fields), so
-    snippets are one row long. ``sampling``: ``uniform`` (TSN's even segments), ``aligned`` (the
-    annotated sub-actions) or ``parsed`` (predicted boundaries, ``{key: [annotation frame, ...]}``
-    as ``tapos-parse predict`` writes). Train mode draws positions anew each epoch (seeded by
-    ``seed`` and the epoch, see :meth:`set_epoch`); test mode is deterministic.
+    snippets are one row long. ``sampling``: a scheme registered in :mod:`tapos.tsn.schemes`:
+    ``uniform`` (TSN's even segments), ``aligned`` (the annotated sub-actions), ``parsed`` (the
+    predicted ``boundaries``, ``{key: [annotation frame, ...]}`` as ``tapos-parse predict``
+    writes), or one of your own. Train mode draws positions anew each epoch (seeded by ``seed``
+    and the epoch, see :meth:`set_epoch`); test mode is deterministic.
     """
 
     def __init__(self, features, annotations, split: str, modality: str, sampling: str, num_segments: int,
                  train: bool, boundaries: Optional[Mapping] = None, seed: int = 0):
-        if sampling not in SAMPLINGS:
-            raise TaposError(f"unknown sampling {sampling!r} (expected one of {', '.join(SAMPLINGS)})")
-        if sampling == "parsed":
-            if boundaries is None:
-                raise TaposError("sampling 'parsed' needs predicted boundaries (--boundaries PRED.json)")
+        self.scheme = get_sampling(sampling)
+        if self.scheme.predicted and boundaries is None:
+            raise TaposError(f"sampling {sampling!r} needs predicted boundaries (--boundaries PRED.json)")
         self.base = FeatureDataset(features, annotations, split, modality)
-        if sampling == "parsed":
+        if self.scheme.predicted:
             missing = [k for k in self.base.keys if k not in boundaries]
             if missing:
                 raise TaposError(f"{len(missing)} of {len(self.base)} {split} instances have no predicted boundaries "
@@ -66,16 +65,14 @@ class SnippetDataset(Dataset):
             inst = self.base.instances[idx]
             reader = self.base.reader
             frames = row_frames(reader.timestamps(inst.key), inst.fps)
-            bounds = self.boundaries[inst.key] if self.sampling == "parsed" else inst.boundaries
+            bounds = self.scheme.boundaries(inst, self.boundaries)
             self._layouts[idx] = (len(frames), boundary_rows(bounds, frames))
         return self._layouts[idx]
 
     def snippet_rows(self, idx: int) -> np.ndarray:
         num_rows, bounds = self.layout(idx)
         rng = np.random.default_rng((self.seed, self.epoch, idx)) if self.train else None
-        if self.sampling == "uniform":
-            return uniform_indices(num_rows, self.num_segments, 1, self.train, rng)
-        return aligned_indices(num_rows, bounds, self.num_segments, 1, self.train, rng)
+        return self.scheme.indices(num_rows, bounds, self.num_segments, 1, self.train, rng)
 
     def __getitem__(self, idx: int) -> dict:
         inst = self.base.instances[idx]

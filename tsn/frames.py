@@ -18,13 +18,13 @@ import torch
 from torch.utils.data import Dataset
 
 from tapos.data.annotations import load_annotations
-from tapos.data.clock import boundary_rows, grid_frames, row_frames
+from tapos.data.clock import boundary_rows, frames_to_seconds, grid_frames, row_frames
 from tapos.data.errors import TaposError
 from tapos.data.machinery.ffmpeg import probe, read_frames
 from tapos.data.videos import clips_from_annotations
-from tapos.extract import CROP, FLOW_METHODS, FLOW_SIZE, FLOW_STACK, FlowComputer
+from tapos.extract import CROP, FLOW_SIZE, FLOW_STACK, FlowComputer
 
-from .sampling import aligned_indices, uniform_indices
+from .schemes import get_sampling
 
 SCALES = (1.0, 0.875, 0.75, 0.66)
 
@@ -84,17 +84,15 @@ class FrameSnippets(Dataset):
             raise TaposError(f"{videos}: {len(missing)} {split} instances have no video (first: {missing[0][1]})")
         if not clips:
             raise TaposError(f"{ann.path}: split {split!r} has no instances")
-        if sampling == "parsed":
-            if boundaries is None or any(c.key not in boundaries for c in clips):
-                raise TaposError(f"sampling 'parsed' needs predicted boundaries for every {split} instance")
+        self.scheme = get_sampling(sampling)
+        if self.scheme.predicted and (boundaries is None or any(c.key not in boundaries for c in clips)):
+            raise TaposError(f"sampling {sampling!r} needs predicted boundaries for every {split} instance")
         self.ann, self.clips, self.modality, self.sampling = ann, clips, modality, sampling
         self.num_segments, self.train, self.boundaries = int(num_segments), train, boundaries
         self.seed, self.epoch = seed, 0
         self.length = FLOW_STACK if modality == "flow" else 1
         self.flow_method, self.flow_options = flow_method, flow_options
         if modality == "flow":  # an unknown method or bad options fail here, not in a loader process
-            if flow_method not in FLOW_METHODS:
-                raise TaposError(f"unknown flow method {flow_method!r} (expected one of {', '.join(FLOW_METHODS)})")
             FlowComputer(flow_method, threads=1, crop=None, options=flow_options).close()
         self._layouts = {}
 
@@ -115,17 +113,15 @@ class FrameSnippets(Dataset):
             inst = self.ann[clip.key]
             info = probe(clip.path)
             n = grid_frames(info.duration if clip.start is None else inst.duration, info.fps)
-            bounds = self.boundaries[clip.key] if self.sampling == "parsed" else inst.boundaries
-            frames = row_frames(np.arange(n) / info.fps, inst.fps)
+            bounds = self.scheme.boundaries(inst, self.boundaries)
+            frames = row_frames(frames_to_seconds(np.arange(n), info.fps), inst.fps)
             self._layouts[idx] = (n, info.fps, boundary_rows(bounds, frames).tolist())
         return self._layouts[idx]
 
     def starts(self, idx: int) -> np.ndarray:
         n, _, bounds = self._layout(idx)
         rng = np.random.default_rng((self.seed, self.epoch, idx)) if self.train else None
-        if self.sampling == "uniform":
-            return uniform_indices(n, self.num_segments, self.length, self.train, rng)
-        return aligned_indices(n, bounds, self.num_segments, self.length, self.train, rng)
+        return self.scheme.indices(n, bounds, self.num_segments, self.length, self.train, rng)
 
     def _decode(self, idx: int, wanted: np.ndarray) -> dict:
         clip = self.clips[idx]

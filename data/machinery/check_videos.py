@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..annotations import SUBSETS, load_annotations
-from ..clock import grid_frames, row_frames
+from ..clock import frames_to_seconds, grid_frames, row_frames
 from ..errors import TaposError
 from .ffmpeg import RATE_TOLERANCE, VideoError, VideoInfo, probe_complete
 from ..io import atomic_write_text
@@ -108,7 +108,7 @@ def frame_drift(inst, rate: float) -> float:
     annotation frame ``t * total_frames / duration``): 0 when the rates agree."""
     frames = grid_frames(inst.duration, rate)  # the instance's frames at the source's rate
     last = max(frames - 1, 0)
-    return float(abs(row_frames([last / rate], inst.fps)[0] - last))
+    return float(abs(row_frames(frames_to_seconds([last], rate), inst.fps)[0] - last))
 
 
 def _rate_reason(inst, rate: float) -> str:
@@ -119,7 +119,7 @@ def _rate_reason(inst, rate: float) -> str:
 
 def too_short(inst, clip: Clip, info: VideoInfo) -> Optional[str]:
     """Why the video ends too early for the instance (or its shot), or None."""
-    end = info.duration + 1.0 / info.fps + TIME_ROUNDING
+    end = info.duration + float(frames_to_seconds(1, info.fps)) + TIME_ROUNDING  # one frame past the last
     if clip.start is None:  # the instance's own clip
         if end < inst.duration:
             return f"{info.duration:.2f} s long, the instance lasts {inst.duration:.2f} s"

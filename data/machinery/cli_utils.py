@@ -62,3 +62,20 @@ def parse_overrides(items, defaults: dict) -> dict:
         except json.JSONDecodeError:
             out[name] = value
     return out
+
+
+class RegistryChoice(click.Choice):
+    """A choice among a registry's names (a dict filled by a ``register_*`` decorator), read when
+    the command line is parsed: a plug-in registered after the command was built is offered too."""
+
+    def __init__(self, registry: dict):
+        self.registry = registry
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self) -> tuple:
+        return tuple(sorted(self.registry))
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        pass  # always the registry's names

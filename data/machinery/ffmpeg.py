@@ -21,6 +21,7 @@ from typing import Iterable, Optional
 import ffmpeg as ffmpeg_python
 import numpy as np
 
+from ..clock import frames_to_seconds, seconds_to_frames
 from ..errors import TaposError
 from ..io import atomic_path
 
@@ -90,7 +91,7 @@ class VideoInfo:
     def rate_mismatch(self) -> Optional[str]:
         """One line when the frame count and the duration disagree by more than 1% at the
         nominal rate (dropped or repeated frames, an AVI's empty chunks, a gap), else None."""
-        expected = self.duration * self.fps
+        expected = float(seconds_to_frames(self.duration, self.fps))
         if expected <= 0 or abs(self.num_frames - expected) <= RATE_TOLERANCE * expected:
             return None
         return (f"{self.num_frames} frames in {self.duration:.2f} s, but {self.fps:g} fps means {expected:.0f}: "
@@ -258,7 +259,7 @@ def exact_rate(rate: float) -> Fraction:
 def _on_grid(times, rate: float, tolerance: float = 0.1, share: float = 0.9) -> bool:
     """At least ``share`` of the frame intervals are whole multiples of ``1 / rate`` (within
     ``tolerance`` of a frame): frames on a constant-rate grid, some perhaps missing."""
-    steps = np.diff(np.unique(np.round(np.asarray(times) * 1e6)) / 1e6) * rate
+    steps = seconds_to_frames(np.diff(np.unique(np.round(np.asarray(times) * 1e6)) / 1e6), rate)
     if steps.size == 0:
         return True
     return bool(np.mean((steps > 0.5) & (np.abs(steps - np.round(steps)) <= tolerance)) >= share)
@@ -348,7 +349,7 @@ def read_frames(path, width: int, height: int, pix_fmt: str = "bgr24", filters=(
     if rate:
         # seek a frame early, so that the frame nearest the start is decoded too, then shift the
         # clock back so that the start is 0 and resample onto the grid k / rate
-        seek = max(0.0, seek - 1.0 / rate)
+        seek = max(0.0, seek - float(frames_to_seconds(1, rate)))
     stream = ffmpeg_python.input(str(path), **({"ss": f"{seek:.6f}"} if seek > 0 else {}))
     video = stream.video
     if rate:

@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..annotations import Instance, save_annotations
+from ..clock import frames_to_seconds, seconds_to_frames
 from ..errors import TaposError
 from ..gebd import GebdVideo, save_gebd
 from ..io import atomic_path, atomic_write_text
@@ -69,11 +70,11 @@ def generate(n_instances: Optional[int] = None, n_classes: Optional[int] = None,
             d0, d1 = cfg["duration_range"]
             duration = float(np.clip(world.mean_duration[c] * rng.lognormal(0, 0.2), d0, d1))
             min_frames = cfg["min_segment_frames"] * len(seq)
-            duration = max(duration, (min_frames + 1) / fps)
+            duration = max(duration, float(frames_to_seconds(min_frames + 1, fps)))
             start_ms = int(rng.integers(0, 2000))
             end_ms = start_ms + int(round(duration * 1000))
             iid = f"s{i + 1:05d}_{start_ms // 1000}_{start_ms % 1000:03d}_{end_ms // 1000}_{end_ms % 1000:03d}"
-            total = int(round((end_ms - start_ms) / 1000.0 * fps))
+            total = int(round(float(seconds_to_frames((end_ms - start_ms) / 1000.0, fps))))
             cuts = np.round(np.cumsum(props)[:-1] * total).astype(int)
             substages = [0]
             m = cfg["min_segment_frames"]
@@ -112,7 +113,7 @@ def _source_frames(cfg, world, group, seeds):
     filler = np.full((H, W, 3), 16, np.uint8)
     frame = 0
     for si, ss in zip(group, seeds):
-        first = int(round(si.instance.start * fps))
+        first = int(round(float(seconds_to_frames(si.instance.start, fps))))
         while frame < first:
             yield filler
             frame += 1
@@ -121,7 +122,7 @@ def _source_frames(cfg, world, group, seeds):
             frame += 1
     # the last shot runs to its end (a downloaded video holds every shot whole, and check-videos
     # checks that it does), then a second of tail, as cut shots rarely end a video
-    shot_end = int(math.ceil(group[-1].instance.shot_timestamps[1] * fps))
+    shot_end = int(math.ceil(float(seconds_to_frames(group[-1].instance.shot_timestamps[1], fps))))
     for _ in range(max(0, shot_end - frame) + int(fps)):
         yield filler
 
@@ -186,7 +187,7 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
                 frames = np.arange(0, len(next(iter(feats.values()))), stride)
                 writer.write(si.instance.key, {m: a[frames] for m, a in feats.items()}, fps=si.instance.fps / stride,
                              num_frames=si.instance.total_frames, frame_index=frames,
-                             timestamps=frames / si.instance.fps, frame_rate=si.instance.fps)
+                             timestamps=frames_to_seconds(frames, si.instance.fps), frame_rate=si.instance.fps)
     if videos or sources:
         from concurrent.futures import ThreadPoolExecutor
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..annotations import Instance
+from ..clock import seconds_to_frames
 
 DEFAULTS = {
     "instances": 240,            # instances in total (train + val)
@@ -178,7 +179,7 @@ def _view_offsets(cfg, si: SynthInstance) -> np.ndarray:
     T, L = inst.total_frames, cfg["latent"]
     rng = np.random.default_rng([int(cfg["seed"]), zlib.crc32(inst.key.encode())])
     n = rng.poisson(cfg["view_changes"] * inst.duration)
-    ramp = max(1, int(round(cfg["view_ramp"] * inst.fps)))
+    ramp = max(1, int(round(float(seconds_to_frames(cfg["view_ramp"], inst.fps)))))
     t = np.arange(T)
     out = np.zeros((T, L))
     for start in np.sort(rng.integers(1, max(T, 2), size=n)):
