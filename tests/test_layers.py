@@ -1,5 +1,6 @@
 """The layer rule (README, "Layout"; contracts in .importlinter): data imports no stage, extract
-and evaluate import only data, parse imports no tsn. import-linter reads the installed packages'
+and evaluate import only data, parse imports no tsn, the other stages use only extract's public API
+(plus the rules inside data). import-linter reads the installed packages'
 imports, so a new import across a layer fails this test and CI."""
 import subprocess
 import sys
@@ -15,9 +16,11 @@ def lint(config: Path) -> subprocess.CompletedProcess:
 
 
 def test_every_layer_contract_is_kept():
-    proc = lint(ROOT / ".importlinter")
+    config = ROOT / ".importlinter"
+    proc = lint(config)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 kept, 0 broken" in proc.stdout
+    contracts = config.read_text().count("[importlinter:contract:")  # every contract of the file ran
+    assert f"{contracts} kept, 0 broken" in proc.stdout
 
 
 def test_a_forbidden_import_is_caught(tmp_path):
