@@ -178,3 +178,31 @@ def test_single_files_and_export_round_trip(tmp_path, cli):
                 np.testing.assert_allclose(a.timestamps(key), b.timestamps(key))
                 assert a.info(key).fps == pytest.approx(b.info(key).fps)
     assert (tmp_path / "npy" / "v_one_timestamps_ms.npy").is_file() and (tmp_path / "npz" / "v_two.npz").is_file()
+
+
+def test_a_file_that_cannot_be_written_fails_alone_and_the_rerun_imports_it(tmp_path, monkeypatch):
+    """One cache job with tapos-extract: any error of one file (here its part's write) fails that
+    file alone, with a one-line reason; the claim is released, so the rerun imports it."""
+    from tapos.data.parts import PartStore
+
+    src = tmp_path / "files"
+    src.mkdir()
+    for stem in "abc":
+        np.save(src / f"{stem}.npy", feats(4))
+    original = PartStore.write
+
+    def write(self, key, *args, **kwargs):
+        if key == "b":
+            raise OSError(28, "No space left on device")
+        return original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(PartStore, "write", write)
+    failures = []
+    report = import_features(src, tmp_path / "f.h5", ImportConfig(fps=2), on_failure=lambda p, r: failures.append((p, r)))
+    reason = "OSError: [Errno 28] No space left on device"
+    assert report.done == ["a", "c"] and report.failed == [("b", reason)] and failures == [(str(src / "b.npy"), reason)]
+    assert report.indexed == 2 and json.loads((tmp_path / "f.failures.json").read_text())["failed"][0]["reason"] == reason
+    monkeypatch.setattr(PartStore, "write", original)
+    again = import_features(src, tmp_path / "f.h5", ImportConfig(fps=2))
+    assert again.done == ["b"] and again.skipped == ["a", "c"] and not again.failed and again.indexed == 3
+    assert not (tmp_path / "f.failures.json").exists()
