@@ -12,7 +12,7 @@ Rows of the table (frames/s, one run, same videos and batch size):
   frames/s any GPU can be fed on this machine. Its CPU ms/frame over the cores gives the
   ceiling for a machine with more of them.
 * full pipeline: ``tapos.extract.extract(...)`` end to end (cache written), and the same minus
-  the backbone construction (timed separately), frames = ``report.frames``.
+  the backbone construction (timed separately), frames = ``report.rows``.
 
 CPU ms/frame: CPU time of this process and its ffmpeg children per frame (user + system), a cost
 that other load on the machine disturbs less than frames/s does.
@@ -324,7 +324,7 @@ def main():
 
     # 3. host only, then the full pipeline
     host_report, host_s, host_cpu = host_only(videos, modalities, args.flow, batch_size, decoders)
-    host_rate, host_ms = host_report.frames / host_s, host_cpu / max(host_report.frames, 1)
+    host_rate, host_ms = host_report.rows / host_s, host_cpu / max(host_report.rows, 1)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     add("host only", "+".join(modalities), f"no network, {decoders} decoders", host_rate, host_ms,
         f"CPU-bound ceiling {cores / host_ms:.0f} frames/s on {cores} cores ({1 / host_ms:.0f} per core)")
@@ -333,17 +333,17 @@ def main():
                                          decoders, timer)
     if report.failed:
         print(f"pipeline failures: {report.failed}")
-    if report.frames != frames:
-        print(f"note: the pipeline extracted {report.frames} frames, decode-only read {frames}")
+    if report.rows != frames:
+        print(f"note: the pipeline extracted {report.rows} frames, decode-only read {frames}")
     net_s = max(total_s - build_s, 1e-9)
-    add("pipeline", "+".join(modalities), f"end to end {precision} ({total_s:.1f} s)", report.frames / total_s,
-        pipe_cpu / max(report.frames, 1), "incl. model construction")
-    add("pipeline", "+".join(modalities), f"minus construction ({build_s:.1f} s)", report.frames / net_s,
+    add("pipeline", "+".join(modalities), f"end to end {precision} ({total_s:.1f} s)", report.rows / total_s,
+        pipe_cpu / max(report.rows, 1), "incl. model construction")
+    add("pipeline", "+".join(modalities), f"minus construction ({build_s:.1f} s)", report.rows / net_s,
         note="construction timed separately")
 
     # 4. pipeline / model
     model_only = combined([folded[(m, precision)] for m in modalities])
-    ratio = report.frames / net_s / model_only
+    ratio = report.rows / net_s / model_only
     if cuda:
         verdict = f"(CPU target {CPU_RATIO_TARGET}; on GPU decoding may bound it)"
     else:
@@ -356,18 +356,18 @@ def main():
     print()
     speedups = ", ".join(f"{m} {folded[(m, 'fp32')] / eager_rates[m]:.2f}x" for m in modalities)
     print(f"folded + channels_last over eager (fp32): {speedups}")
-    print(f"pipeline/model ratio: {ratio:.2f} (pipeline {report.frames / net_s:.1f} frames/s without the "
+    print(f"pipeline/model ratio: {ratio:.2f} (pipeline {report.rows / net_s:.1f} frames/s without the "
           f"{build_s:.1f} s model construction, model only {model_only:.1f} frames/s); "
           f"target >= {CPU_RATIO_TARGET} on CPU: {verdict}")
     if not cuda:
         model_cpu = sum(folded_cpu[(m, precision)] for m in modalities)
         print(f"CPU cost per frame: model {model_cpu * 1e3:.1f} ms + decode {cpu_n / frames_n * 1e3:.1f} ms "
-              f"(pipeline measured: {pipe_cpu / max(report.frames, 1) * 1e3:.1f} ms incl. construction); with "
+              f"(pipeline measured: {pipe_cpu / max(report.rows, 1) * 1e3:.1f} ms incl. construction); with "
               f"every core busy the ratio cannot exceed about {model_cpu / (model_cpu + cpu_n / frames_n):.2f}")
     print(f"host only (no network): {host_rate:.1f} frames/s with {decoders} decoders, {host_ms * 1e3:.2f} CPU ms "
           f"per frame, so about {1 / host_ms:.0f} frames/s per core can be fed to a GPU")
     print(f"decode only: {frames / dec1:.1f} frames/s with 1 reader, {frames_n / dec_n:.1f} with {decoders}; "
-          f"{report.frames} frames, {len(report.done)} videos extracted, {len(report.failed)} failed")
+          f"{report.rows} frames, {len(report.done)} videos extracted, {len(report.failed)} failed")
 
 
 if __name__ == "__main__":

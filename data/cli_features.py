@@ -53,13 +53,15 @@ def import_features(src, out, layout, modality, mapping, fps, stride, keys, anno
 
       tapos-data import-features vf_out/ feats.h5 --map resnet=rgb --annotations tapos_annotation.json
     """
+    from .importing import ImportConfig
     from .importing import import_features as run_import
 
     def bad(path, reason):
         click.echo(f"bad: {path}: {reason}", err=True)
 
-    report = run_import(src, out, layout, modality, _mapping(mapping), fps, stride, keys, annotations, dtype,
-                        backbone, overwrite, on_failure=bad)
+    config = ImportConfig(layout=layout, modality=modality, mapping=_mapping(mapping), fps=fps, stride=stride,
+                          keys=keys, annotations=annotations, dtype=dtype, backbone=backbone, overwrite=overwrite)
+    report = run_import(src, out, config, on_failure=bad)
     click.echo(f"{src} ({report.layout} layout): imported {len(report.done)}, already there {len(report.skipped)}, "
                f"failed {len(report.failed)}; {report.indexed} instances in {out}")
     if report.busy:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
@@ -36,6 +37,7 @@ from .errors import FeatureCacheError, TaposError
 from .feature_files import CONTAINER_SUFFIXES, PER_VIDEO_SUFFIXES, BadFeatureFile, read_container, read_file
 from .features import DTYPES, MODALITIES, ExtractionSettings, FeatureReader, check_key, length_mismatch
 from .io import atomic_path
+from .machinery.cache_job import CacheJob, CacheReport
 from .version import __version__
 
 LAYOUTS = ("auto", "single", "video_features", "folders", "files")
@@ -205,120 +207,148 @@ def load_key_map(path) -> dict:
 
 
 @dataclass
-class ImportReport:
+class ImportConfig:
+    """How ``import_features`` reads its source and what it records (see the module)."""
+
+    layout: str = "auto"                    # one of LAYOUTS
+    modality: str = "rgb"                   # the modality of a lone array
+    mapping: Optional[Mapping] = None       # {array name: modality} of dict files (--map)
+    fps: Optional[float] = None             # rows at this rate
+    stride: Optional[int] = None            # row t is frame t * stride of the source
+    keys: Optional[Path] = None             # a key map file: {file stem: key} (load_key_map)
+    annotations: Optional[Path] = None      # every key (and its length) checked against them
+    dtype: str = "float32"                  # stored feature type
+    backbone: str = "imported"              # what the features come from (recorded)
+    overwrite: bool = False                 # re-import what is imported
+    progress: Optional[bool] = None         # a progress bar (None: when stderr is a terminal)
+
+    def checked(self) -> dict:
+        """The ``mapping`` as a dict, once every option is known to make sense."""
+        if self.fps is not None and self.stride is not None:
+            raise TaposError("give --fps or --stride, not both")
+        if self.dtype not in DTYPES:
+            raise TaposError(f"unknown dtype {self.dtype!r} (expected one of {', '.join(DTYPES)})")
+        mapping = dict(self.mapping or {})
+        for m in {self.modality, *mapping.values()}:
+            if m not in MODALITIES:
+                raise TaposError(f"unknown modality {m!r} (expected {' or '.join(MODALITIES)})")
+        if len(set(mapping.values())) != len(mapping):
+            raise TaposError("--map names one modality twice")
+        return mapping
+
+
+@dataclass
+class ImportReport(CacheReport):
+    """The cache job's report, and what only an import knows."""
+
     layout: str = ""
-    done: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)   # already imported
-    busy: list = field(default_factory=list)      # claimed by another process
-    failed: list = field(default_factory=list)    # (key, reason)
-    paths: dict = field(default_factory=dict)     # key -> source file
     unmatched: int = 0                            # annotated instances without features
-    indexed: int = 0
-    failures_file: Optional[Path] = None
 
 
-def import_features(src, out, layout: str = "auto", modality: str = "rgb", mapping: Optional[Mapping] = None,
-                    fps: Optional[float] = None, stride: Optional[int] = None, keys=None, annotations=None,
-                    dtype: str = "float32", backbone: str = "imported", overwrite: bool = False,
+def import_features(src, out, config: Optional[ImportConfig] = None,
                     on_failure: Callable[[str, str], None] = lambda path, reason: None) -> ImportReport:
     """Import ``src`` into the cache ``out`` (an index over crash-safe parts, as tapos-extract
-    writes); bad files are reported through ``on_failure`` and in ``out``'s failure report."""
-    from .annotations import load_annotations
-    from .parts import PartStore, write_failures
+    writes); bad files are reported through ``on_failure(path, reason)`` and in ``out``'s failure
+    report."""
+    return ImportJob(src, out, config or ImportConfig(), on_failure).run()
 
-    if fps is not None and stride is not None:
-        raise TaposError("give --fps or --stride, not both")
-    if dtype not in DTYPES:
-        raise TaposError(f"unknown dtype {dtype!r} (expected one of {', '.join(DTYPES)})")
-    mapping = dict(mapping or {})
-    for m in {modality, *mapping.values()}:
-        if m not in MODALITIES:
-            raise TaposError(f"unknown modality {m!r} (expected {' or '.join(MODALITIES)})")
-    if len(set(mapping.values())) != len(mapping):
-        raise TaposError("--map names one modality twice")
-    keymap = load_key_map(keys) if keys else {}
-    ann = load_annotations(annotations) if annotations else None
-    report = ImportReport()
-    report.layout, items = discover(src, layout, tuple(mapping))
-    if not items:
-        raise TaposError(f"{src}: no feature files found (layout {report.layout}; "
-                         f"per-video files end in {', '.join(PER_VIDEO_SUFFIXES)})")
-    store = PartStore(out)
-    store.check_output()
 
-    def settings_for(modalities) -> ExtractionSettings:
-        return ExtractionSettings(backbone=backbone, weights={m: "unknown (imported)" for m in modalities},
-                                  modalities=tuple(m for m in MODALITIES if m in modalities), stride=stride or 1,
-                                  fps=fps, dtype=dtype, preprocessing="imported (features made elsewhere)",
-                                  tool_version=__version__)
+class ImportJob(CacheJob):
+    """``tapos-data import-features`` as a cache job: the source's files are its items."""
 
-    settings = None
-    recorded = store.parts / "settings.json"
-    if recorded.exists() and not overwrite:
+    name, unit = "import", "file"
+
+    def __init__(self, src, out, config: ImportConfig, on_failure):
+        from .annotations import load_annotations
+
+        super().__init__(out, config.overwrite, config.progress)
+        self.src, self.config, self.on_failure = src, config, on_failure
+        self.mapping = config.checked()
+        self.keymap = load_key_map(config.keys) if config.keys else {}
+        self.ann = load_annotations(config.annotations) if config.annotations else None
+        self.report.layout, self.items = discover(src, config.layout, tuple(self.mapping))
+        if not self.items:
+            raise TaposError(f"{src}: no feature files found (layout {self.report.layout}; "
+                             f"per-video files end in {', '.join(PER_VIDEO_SUFFIXES)})")
+        self.seen: dict = {}  # key -> the file it came from first
+
+    def new_report(self) -> ImportReport:
+        return ImportReport()
+
+    def list_items(self):
+        if self.ann is not None:
+            keys = {self.key(item) for item in self.items}
+            self.report.unmatched = sum(1 for k in self.ann if k not in keys)
+        return self.items, []
+
+    def key(self, item: Item) -> str:
+        return self.keymap.get(item.stem, item.stem)
+
+    def decide_settings(self) -> Optional[ExtractionSettings]:
+        """The recorded settings' modalities with this run's options; None (the first file
+        decides) for a new output, with overwrite, or when the record is unreadable."""
+        recorded = self.store.parts / "settings.json"
+        if not recorded.exists() or self.overwrite:
+            return None
         try:
-            settings = settings_for(ExtractionSettings.from_json(json.loads(recorded.read_text())).modalities)
+            return self._settings(ExtractionSettings.from_json(json.loads(recorded.read_text())).modalities)
         except (OSError, ValueError, TypeError, FeatureCacheError):
-            settings = None
-        if settings is not None:
-            store.check_settings(settings, False)
-            store.remove_stale_temporaries()
+            return None
 
-    def fail(key, path, reason):
-        report.failed.append((key, reason))
-        on_failure(path, reason)
-
-    for item in items:
-        key = keymap.get(item.stem, item.stem)
-        if key in report.paths:
-            fail(key, item.path, f"key {key} again (also from {report.paths[key]})")
-            continue
-        report.paths[key] = item.path
+    def refuse(self, item: Item) -> Optional[str]:
+        key = self.key(item)
+        if key in self.seen:
+            return f"key {key} again (also from {self.seen[key]})"
+        self.seen[key] = item.path
         try:
             check_key(key)
         except FeatureCacheError as exc:
-            fail(key, item.path, str(exc))
-            continue
-        inst = ann.get(key) if ann is not None else None
-        if ann is not None and inst is None:
-            fail(key, item.path, f"key {key} is not in {ann.path}")
-            continue
-        if not overwrite and store.is_complete(key, settings.modalities if settings else None):
-            report.skipped.append(key)
-            continue
-        claim = store.claim(key)
-        if claim is None:
-            report.busy.append(key)
-            continue
-        try:
-            feats, times = modalities_of(item.load(), modality, mapping)
-            feats = check_features(feats, dtype)
-            rows = next(iter(feats.values())).shape[0]
-            when = row_times(rows, times, fps, stride, inst)
-            if inst is not None:
-                problem = length_mismatch(float(frames_to_seconds(rows, when["fps"])), inst.duration, when["fps"])
-                if problem:
-                    raise BadFeatureFile(f"{rows} rows at {when['fps']:g} per second cover {problem}")
-            if settings is None:
-                settings = settings_for(feats)
-                store.check_settings(settings, overwrite)
-                store.remove_stale_temporaries()
-            elif set(feats) != set(settings.modalities):
-                raise BadFeatureFile(f"holds {'+'.join(feats)}, the cache holds {'+'.join(settings.modalities)}")
-            store.write(key, feats, when["fps"], when["num_frames"], when["frame_index"], settings,
-                        timestamps=when["timestamps"], frame_rate=when["frame_rate"])
-            report.done.append(key)
-        except BadFeatureFile as exc:
-            fail(key, item.path, str(exc))
-        finally:
-            claim.release()
-    if settings is not None:
-        report.indexed = store.write_index(settings)
-    if ann is not None:
-        report.unmatched = sum(1 for k in ann if k not in report.paths)
-    summary = {"source": str(src), "output": str(out), "layout": report.layout, "imported": len(report.done),
-               "indexed": report.indexed}
-    report.failures_file = write_failures(out, report.failed, report.paths, summary)
-    return report
+            return str(exc)
+        if self.ann is not None and self.ann.get(key) is None:
+            return f"key {key} is not in {self.ann.path}"
+        return None
+
+    def compute(self, item: Item) -> tuple:
+        """``(features, row times)`` of one file, checked; the first good file fixes the settings."""
+        cfg = self.config
+        inst = self.ann.get(self.key(item)) if self.ann is not None else None
+        feats, times = modalities_of(item.load(), cfg.modality, self.mapping)
+        feats = check_features(feats, cfg.dtype)
+        rows = next(iter(feats.values())).shape[0]
+        when = row_times(rows, times, cfg.fps, cfg.stride, inst)
+        if inst is not None:
+            problem = length_mismatch(float(frames_to_seconds(rows, when["fps"])), inst.duration, when["fps"])
+            if problem:
+                raise BadFeatureFile(f"{rows} rows at {when['fps']:g} per second cover {problem}")
+        if self.settings is None:
+            self.fix_settings(self._settings(feats))
+        elif set(feats) != set(self.settings.modalities):
+            raise BadFeatureFile(f"holds {'+'.join(feats)}, the cache holds {'+'.join(self.settings.modalities)}")
+        return feats, when
+
+    def write(self, item: Item, result: tuple) -> int:
+        feats, when = result
+        self.store.write(self.key(item), feats, when["fps"], when["num_frames"], when["frame_index"], self.settings,
+                         timestamps=when["timestamps"], frame_rate=when["frame_rate"])
+        return len(when["timestamps"])
+
+    def error_message(self, exc: Exception) -> str:
+        return str(exc) if isinstance(exc, BadFeatureFile) else super().error_message(exc)
+
+    def announce_failure(self, key: str, source: str, message: str) -> None:
+        with self.bar.external_write_mode(file=sys.stderr):
+            self.on_failure(source, message)
+
+    def failure_summary(self, totals: dict) -> dict:
+        return {"source": str(self.src), "output": str(self.out), "layout": self.report.layout,
+                "imported": totals["done"], "indexed": self.report.indexed}
+
+    def _settings(self, modalities) -> ExtractionSettings:
+        cfg = self.config
+        return ExtractionSettings(backbone=cfg.backbone, weights={m: "unknown (imported)" for m in modalities},
+                                  modalities=tuple(m for m in MODALITIES if m in modalities), stride=cfg.stride or 1,
+                                  fps=cfg.fps, dtype=cfg.dtype, preprocessing="imported (features made elsewhere)",
+                                  tool_version=__version__)
 
 
 def export_features(cache, out_dir, fmt: str = "npy") -> int:

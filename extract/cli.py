@@ -90,22 +90,22 @@ def run(videos, out, annotations, split, modality, flow_method, flow_set, weight
                      flow_threads=flow_threads, flow_options=flow_options, overwrite=overwrite,
                      progress=not no_progress)
     rank = int(os.environ.get("RANK", "0"))
-    rate = report.frames / report.seconds if report.seconds > 0 else 0.0
-    click.echo(f"{out}: {len(report.done)} extracted ({report.frames} rows), {len(report.skipped)} already done, "
+    rate = report.rows / report.seconds if report.seconds > 0 else 0.0
+    click.echo(f"{out}: {len(report.done)} extracted ({report.rows} rows), {len(report.skipped)} already done, "
                f"{len(report.busy)} left to other processes, {len(report.failed)} failed "
                f"in {report.seconds:.1f} s ({rate:.0f} rows/s)"
                + (f"; index links {report.indexed} instances" if rank == 0 else ""))
-    if report.timing:
-        click.echo(f"  {len(report.timing)} clip(s) with missing or repeated frames, extracted by their timestamps "
-                   f"(first: {report.timing[0][0]}: {report.timing[0][1]})", err=True)
+    if report.notes:
+        click.echo(f"  {len(report.notes)} clip(s) with missing or repeated frames, extracted by their timestamps "
+                   f"(first: {report.notes[0][0]}: {report.notes[0][1]})", err=True)
     if report.run_failed:
         for key, msg in report.failed[:10]:
             click.echo(f"  {key}: {msg}", err=True)
         if rank == 0:
             where = f" (all listed in {report.failures_file})" if report.failures_file else ""
-            raise click.ClickException(f"{report.run_failed} of {report.run_clips} clips failed{where}; the rest are "
+            raise click.ClickException(f"{report.run_failed} of {report.run_items} clips failed{where}; the rest are "
                                        f"in {out}; rerun to retry")
-        raise click.ClickException(f"rank {rank}: {len(report.failed)} of {report.run_clips} clips failed "
+        raise click.ClickException(f"rank {rank}: {len(report.failed)} of {report.run_items} clips failed "
                                    f"(rank 0 lists every rank's failures beside {out})")
 
 

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Optional
 
-from tapos.data.errors import TaposError
+from tapos.data.machinery.cache_job import BUSY, Claim, error_message
 from tapos.data.videos import Clip
 
 from .decode import Chunk, ClipMeta, ClipReader, Sampling
@@ -69,20 +69,16 @@ def decoder_count(requested, device: str) -> int:
     return max(2, min(8, per_process // 2))
 
 
-def error_message(exc: Exception) -> str:
-    """One line for a clip's failure: a TaposError says it all; anything else names its type."""
-    return str(exc) if isinstance(exc, TaposError) else f"{type(exc).__name__}: {exc}"
-
-
 class Decoders:
-    """``n`` threads decoding ``clips`` ahead of the consumer (short queues bound the memory)."""
+    """``n`` threads decoding ``clips`` ahead of the consumer (short queues bound the memory).
+    ``begin(key)`` claims a clip or says why not (:meth:`CacheJob.begin`)."""
 
-    def __init__(self, clips: List[Clip], store, opts: dict, n: int, device: str = "cpu"):
+    def __init__(self, clips: List[Clip], begin, opts: dict, n: int, device: str = "cpu"):
         self.device = device  # where a batched flow method (tvl1-torch) runs
         self.queues = [queue.Queue(maxsize=4) for _ in range(n)]
         self._stop = threading.Event()
         self._sampling = Sampling(opts["stride"], opts["fps"])
-        self._store, self._opts = store, opts
+        self._begin, self._opts = begin, opts
         self._threads = [threading.Thread(target=self._decode, args=(clips[k::n], self.queues[k]), daemon=True)
                          for k in range(n)]
         for t in self._threads:
@@ -124,17 +120,12 @@ class Decoders:
         return False
 
     def _decode(self, jobs: List[Clip], q: queue.Queue) -> None:
-        opts, mods = self._opts, self._opts["modalities"]
         for clip in jobs:
             if self._stop.is_set():
                 return
-            claim = self._store.claim(clip.key)
-            if claim is None:
-                self._put(q, Skipped(clip, busy=True))
-                continue
-            if not opts["overwrite"] and self._store.is_complete(clip.key, mods):
-                claim.release()
-                self._put(q, Skipped(clip, busy=False))
+            claim = self._begin(clip.key)
+            if not isinstance(claim, Claim):  # busy in another process, or finished
+                self._put(q, Skipped(clip, busy=claim == BUSY))
                 continue
             if not self._read(clip, claim, q):
                 return

@@ -246,7 +246,8 @@ def video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, de
     """
     from .video import parse_video
 
-    res = parse_video(clip, model_dir, out_dir, weights, flow_weights, flow, stride, fps, device, overwrite=overwrite)
+    res = parse_video(clip, model_dir, out_dir, device=device, overwrite=overwrite, weights=weights,
+                      flow_weights=flow_weights, flow=flow, stride=stride, fps=fps)
     import pandas as pd
 
     df = pd.DataFrame(res["segments"]).rename_axis("sub-action")

@@ -328,3 +328,23 @@ def test_parts_are_written_by_the_writer_thread_and_write_errors_stay_per_clip(v
     monkeypatch.setattr(PartStore, "write", original)
     again = extract(video_dir, out, weights="random", stride=2, batch_size=3, progress=False)
     assert again.done == ["b"] and len(again.skipped) == 4 and not again.failed  # the claim was released
+
+
+def test_extract_like_makes_a_clip_as_the_cache_was_made(reference, video_dir, tmp_path):
+    """tapos.extract.extract_like (what tapos-parse video relies on): a clip through the cache's
+    weights and sampling gives the cache's rows; weights other than the cache's are refused."""
+    import torch
+
+    from tapos.extract import build_bninception, extract_like
+
+    got = extract_like(video_dir / "a.mp4", reference, tmp_path / "like.h5", progress=False)
+    assert got.key == "a" and got.options["stride"] == 2 and got.options["weights"] == "random"
+    with FeatureReader(reference) as r:
+        np.testing.assert_allclose(got.features, r.read("a", "rgb"), rtol=2e-3, atol=2e-3)
+        np.testing.assert_array_equal(got.timestamps, r.timestamps("a"))
+        assert got.info == r.info("a")
+    weights = tmp_path / "w.pth"
+    torch.save(build_bninception("rgb").state_dict(), weights)
+    with pytest.raises(TaposError, match="but the cache holds features from 'random'"):
+        extract_like(video_dir / "a.mp4", reference, tmp_path / "other.h5", weights=str(weights), progress=False)
+    assert not (tmp_path / "other.h5").exists()

@@ -11,7 +11,7 @@ import torch
 
 from tapos.data import FeatureReader, save_annotations
 from tapos.data.annotations import Instance
-from tapos.data.importing import import_features
+from tapos.data.importing import ImportConfig, import_features
 
 RNG = np.random.default_rng(0)
 
@@ -119,13 +119,13 @@ def test_folders_keys_annotations_and_stride(tmp_path):
     np.save(src / "yMK2zxDDs2A" / "s00004_0_100_7_931.npy", feats(25))
     np.savez(src / "a_b-c_d-e_f" / "s00012_1_000_3_000.npz", flow=feats(25), rgb=feats(25))
     failures = []
-    report = import_features(src, tmp_path / "f.h5", stride=8, annotations=tmp_path / "ann.json",
+    report = import_features(src, tmp_path / "f.h5", ImportConfig(stride=8, annotations=tmp_path / "ann.json"),
                              on_failure=lambda p, r: failures.append(r))
     assert report.layout == "folders" and report.done == [ann[0].key]
     assert len(failures) == 1
     assert "cover 8.00 s but the annotation says 2.00 s" in failures[0]  # 25 rows at stride 8 of 25 fps
-    report = import_features(src, tmp_path / "g.h5", stride=2, annotations=tmp_path / "ann.json",
-                             mapping={"flow": "flow"})
+    report = import_features(src, tmp_path / "g.h5", ImportConfig(stride=2, annotations=tmp_path / "ann.json",
+                                                                  mapping={"flow": "flow"}))
     assert report.done == [ann[1].key] and len(report.failed) == 1
     with FeatureReader(tmp_path / "g.h5") as r:
         key = ann[1].key
@@ -139,8 +139,8 @@ def test_folders_keys_annotations_and_stride(tmp_path):
     np.save(flat / "vault.npy", feats(25))
     np.save(flat / "stray.npy", feats(25))
     (tmp_path / "keys.csv").write_text(f"stem,key\nvault,{ann[1].key}\n")
-    report = import_features(flat, tmp_path / "h.h5", fps=12.5, keys=tmp_path / "keys.csv",
-                             annotations=tmp_path / "ann.json")
+    report = import_features(flat, tmp_path / "h.h5", ImportConfig(fps=12.5, keys=tmp_path / "keys.csv",
+                                                                   annotations=tmp_path / "ann.json"))
     assert report.done == [ann[1].key] and report.failed == [("stray", f"key stray is not in {tmp_path / 'ann.json'}")]
     assert report.unmatched == 1
 
@@ -178,3 +178,31 @@ def test_single_files_and_export_round_trip(tmp_path, cli):
                 np.testing.assert_allclose(a.timestamps(key), b.timestamps(key))
                 assert a.info(key).fps == pytest.approx(b.info(key).fps)
     assert (tmp_path / "npy" / "v_one_timestamps_ms.npy").is_file() and (tmp_path / "npz" / "v_two.npz").is_file()
+
+
+def test_a_file_that_cannot_be_written_fails_alone_and_the_rerun_imports_it(tmp_path, monkeypatch):
+    """One cache job with tapos-extract: any error of one file (here its part's write) fails that
+    file alone, with a one-line reason; the claim is released, so the rerun imports it."""
+    from tapos.data.parts import PartStore
+
+    src = tmp_path / "files"
+    src.mkdir()
+    for stem in "abc":
+        np.save(src / f"{stem}.npy", feats(4))
+    original = PartStore.write
+
+    def write(self, key, *args, **kwargs):
+        if key == "b":
+            raise OSError(28, "No space left on device")
+        return original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(PartStore, "write", write)
+    failures = []
+    report = import_features(src, tmp_path / "f.h5", ImportConfig(fps=2), on_failure=lambda p, r: failures.append((p, r)))
+    reason = "OSError: [Errno 28] No space left on device"
+    assert report.done == ["a", "c"] and report.failed == [("b", reason)] and failures == [(str(src / "b.npy"), reason)]
+    assert report.indexed == 2 and json.loads((tmp_path / "f.failures.json").read_text())["failed"][0]["reason"] == reason
+    monkeypatch.setattr(PartStore, "write", original)
+    again = import_features(src, tmp_path / "f.h5", ImportConfig(fps=2))
+    assert again.done == ["b"] and again.skipped == ["a", "c"] and not again.failed and again.indexed == 3
+    assert not (tmp_path / "f.failures.json").exists()

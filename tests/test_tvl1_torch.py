@@ -211,15 +211,16 @@ def test_cuda_matches_cpu(flows):
 
 def test_parse_video_reuses_the_training_caches_flow_parameters(tmp_path):
     from tapos.data.features import ExtractionSettings
-    from tapos.parse.video import extraction_options
+    from tapos.extract import options_like
+    from tapos.parse.video import recorded_cache
 
     params = flow_parameters("tvl1-torch", {"warps": 2, "lambda": 0.1})
     cache = ExtractionSettings(backbone="bninception", weights={"flow": "random"}, modalities=("flow",),
                                flow="tvl1-torch", flow_params=params)
     (tmp_path / "config.json").write_text(json.dumps({"feature_cache": cache.to_json()}))
-    opts = extraction_options(tmp_path, ("flow",))
+    opts = options_like(recorded_cache(tmp_path), ("flow",))
     assert opts["flow"] == "tvl1-torch" and opts["flow_options"] == {**DEFAULTS, "warps": 2, "lambda": 0.1}
-    assert "flow_options" not in extraction_options(tmp_path, ("flow",), flow="dis")
+    assert "flow_options" not in options_like(recorded_cache(tmp_path), ("flow",), flow="dis")
 
 
 def test_frames_tsn_computes_tvl1_torch_snippets_and_refuses_bad_options(frame_clips):
