@@ -1,0 +1,63 @@
+"""Options declared once (tapos.data.options): the defaults dict, the click options with their
+help and default, and the validated config object all come from one declaration."""
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from tapos.data.options import Config, OptionError, option
+
+
+@dataclass(frozen=True)
+class Toy(Config):
+    WHAT = "toy"
+
+    rate: float = option(0.5, "Share of the rows kept.", type=click.FloatRange(0, 1))
+    num_workers: int = option(2, "Worker processes.", flag="--workers")
+    fast: bool = option(False, "Skip the slow check.")
+    sizes: list = option([3, 4], "Sizes tried.", cli=False)
+    name: Optional[str] = option(None, "A name.")
+
+
+@click.command()
+@Toy.click_options()
+def toy(**options):
+    click.echo(repr(sorted(Toy.of(options).as_dict().items())))
+
+
+def test_generated_options_carry_the_declared_flag_default_and_help():
+    params = {p.name: p for p in toy.params}
+    assert list(params) == ["rate", "num_workers", "fast", "name"]  # declaration order, no cli=False field
+    assert params["num_workers"].opts == ["--workers"] and params["rate"].opts == ["--rate"]
+    for name, p in params.items():
+        declared = Toy.__dataclass_fields__[name]
+        assert p.default == Toy.defaults()[name] and p.help == declared.metadata["help"] and p.show_default is True
+    assert params["fast"].is_flag and isinstance(params["rate"].type, click.FloatRange)
+    out = CliRunner().invoke(toy, ["--help"]).output
+    assert re.search(r"--workers INTEGER\s+Worker processes.\s+\[default: 2\]", out)
+    assert re.search(r"--rate FLOAT RANGE\s+Share of the rows kept.\s+\[default: 0.5; 0<=x<=1\]", out)
+    run = CliRunner().invoke(toy, ["--workers", "5", "--fast"])
+    assert run.exit_code == 0, run.output
+    assert run.output.strip() == repr(sorted({"rate": 0.5, "num_workers": 5, "fast": True, "sizes": [3, 4],
+                                              "name": None}.items()))
+    assert CliRunner().invoke(toy, ["--rate", "2"]).exit_code == 2  # the declared type checks the value
+
+
+def test_unknown_option_is_refused_with_a_suggestion():
+    with pytest.raises(OptionError, match=r"^toy: unknown option\(s\) num_worker \(known: rate, num_workers, fast, "
+                                          r"sizes, name\); did you mean num_workers\?$"):
+        Toy.of(num_worker=3)
+
+
+def test_config_round_trips_to_the_defaults_dict():
+    for cls, change in ((Toy, {"rate": 0.25}),):
+        defaults = cls.defaults()
+        assert cls().as_dict() == defaults and cls.of(defaults).as_dict() == defaults
+        changed = cls.of(defaults, **change)
+        assert cls.of(changed.as_dict()) == changed == cls.of(changed) and changed != cls()
+    a, b = Toy(), Toy()
+    a.sizes.append(5)
+    assert b.sizes == Toy.defaults()["sizes"] == [3, 4]  # a mutable default is never shared
