@@ -1,5 +1,6 @@
 """Options declared once (tapos.data.options): the defaults dict, the click options with their
 help and default, and the validated config object all come from one declaration."""
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -9,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tapos.data.options import Config, OptionError, option
+from tapos.parse.run import RUN_DEFAULTS, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,12 @@ def test_unknown_option_is_refused_with_a_suggestion():
     with pytest.raises(OptionError, match=r"^toy: unknown option\(s\) num_worker \(known: rate, num_workers, fast, "
                                           r"sizes, name\); did you mean num_workers\?$"):
         Toy.of(num_worker=3)
+    with pytest.raises(OptionError, match=r"^training: unknown option\(s\) sede .*; did you mean seed\?$"):
+        TrainConfig.of({"sede": 1})
 
 
 def test_config_round_trips_to_the_defaults_dict():
-    for cls, change in ((Toy, {"rate": 0.25}),):
+    for cls, change in ((Toy, {"rate": 0.25}), (TrainConfig, {"seed": 7})):
         defaults = cls.defaults()
         assert cls().as_dict() == defaults and cls.of(defaults).as_dict() == defaults
         changed = cls.of(defaults, **change)
@@ -61,3 +65,20 @@ def test_config_round_trips_to_the_defaults_dict():
     a, b = Toy(), Toy()
     a.sizes.append(5)
     assert b.sizes == Toy.defaults()["sizes"] == [3, 4]  # a mutable default is never shared
+    assert {k: RUN_DEFAULTS[k] for k in TrainConfig.defaults()} == TrainConfig.defaults()
+
+
+@pytest.mark.parametrize("command, cls", [(("tapos-parse", "train"), TrainConfig)])
+def test_commands_show_every_declared_option_with_its_help(command, cls):
+    from tapos.parse.cli import main as parse_main
+
+    group = {"tapos-parse": parse_main}[command[0]]
+    out = CliRunner().invoke(group, [command[1], "--help"]).output
+    flat = re.sub(r"\s+", "", out)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if meta["cli"]:
+            flag = (meta["flag"] or "--" + f.name.replace("_", "-")).split("/")[0]
+            assert re.sub(r"\s+", "", meta["help"]) in flat and f"{flag} " in out, (command, f.name)
+        else:
+            assert "--" + f.name.replace("_", "-") not in out, (command, f.name)
