@@ -7,6 +7,7 @@ import click
 
 from .annotations import SPLITS, SUBSETS, load_annotations, save_annotations
 from .machinery.cli_utils import TaposGroup, echo_table, parse_overrides
+from .machinery.fetch import FetchConfig, fetch_videos
 from .errors import TaposError
 from .synth import PRESETS as SYNTH_PRESETS
 from .version import __version__
@@ -224,20 +225,8 @@ def uniform_boundaries(annotations, out, split, segments, seconds):
 @main.command("fetch-videos")
 @click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True,
-              help="Only the videos this split needs.")
-@click.option("--jobs", type=click.IntRange(1), default=4, show_default=True, help="Parallel downloads.")
-@click.option("--format", "fmt", metavar="FORMAT",
-              help="A yt-dlp format string (ranked by yt-dlp's default order). Default: the smallest video "
-                   "stream at or above 256 px on its short side, else the largest below (no audio).")
-@click.option("--rate-limit", metavar="RATE", help="Bytes per second per download, as yt-dlp reads it: 500K, 4.2M.")
-@click.option("--cookies", type=click.Path(dir_okay=False, path_type=Path),
-              help="A Netscape cookies file for yt-dlp (age-restricted videos, 'not a bot' checks); read, not written.")
-@click.option("--url-template", metavar="URL",
-              help="Download from URL with {id} replaced by the YouTube id (a lab's mirror, e.g. "
-                   "https://host/tapos/{id}.mp4) instead of YouTube.")
-@click.option("--overwrite", is_flag=True, help="Download again videos that are already complete.")
-def fetch_videos_command(annotations, out_dir, split, jobs, fmt, rate_limit, cookies, url_template, overwrite):
+@FetchConfig.click_options()
+def fetch_videos_command(annotations, out_dir, **options):
     """Download the source video of every instance into OUT_DIR/<youtube_id>.<ext> with yt-dlp.
 
     \b
@@ -254,10 +243,7 @@ def fetch_videos_command(annotations, out_dir, split, jobs, fmt, rate_limit, coo
     Examples: tapos-data fetch-videos tapos_annotation.json youtube/ --jobs 8
               tapos-data fetch-videos tapos_annotation.json val/ --split val --url-template https://host/{id}.mp4
     """
-    from .machinery.fetch import fetch_videos
-
-    report = fetch_videos(annotations, out_dir, split=split, jobs=jobs, fmt=fmt, rate_limit=rate_limit,
-                          cookies=cookies, url_template=url_template, overwrite=overwrite,
+    report = fetch_videos(annotations, out_dir, FetchConfig.of(options),
                           on_failure=lambda failure: click.echo(failure.line, err=True))
     click.echo(f"{out_dir}: {len(report.downloaded)} downloaded, {len(report.skipped)} complete already, "
                f"{len(report.failed)} failed")

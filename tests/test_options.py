@@ -9,6 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from tapos.data.errors import TaposError
+from tapos.data.machinery.fetch import FetchConfig
 from tapos.data.options import Config, OptionError, option
 from tapos.parse.run import RUN_DEFAULTS, TrainConfig
 
@@ -54,10 +56,20 @@ def test_unknown_option_is_refused_with_a_suggestion():
         Toy.of(num_worker=3)
     with pytest.raises(OptionError, match=r"^training: unknown option\(s\) sede .*; did you mean seed\?$"):
         TrainConfig.of({"sede": 1})
+    with pytest.raises(OptionError, match=r"did you mean jobs\?"):
+        FetchConfig.of(FetchConfig(), job=2)
+
+
+def test_library_functions_refuse_a_misspelt_option_before_any_work(tmp_path, annotation_file):
+    from tapos.data.machinery.fetch import fetch_videos
+
+    with pytest.raises(TaposError, match="did you mean jobs"):
+        fetch_videos(annotation_file, tmp_path / "out", job=2)
+    assert not (tmp_path / "out").exists()
 
 
 def test_config_round_trips_to_the_defaults_dict():
-    for cls, change in ((Toy, {"rate": 0.25}), (TrainConfig, {"seed": 7})):
+    for cls, change in ((Toy, {"rate": 0.25}), (TrainConfig, {"seed": 7}), (FetchConfig, {"jobs": 7})):
         defaults = cls.defaults()
         assert cls().as_dict() == defaults and cls.of(defaults).as_dict() == defaults
         changed = cls.of(defaults, **change)
@@ -68,11 +80,13 @@ def test_config_round_trips_to_the_defaults_dict():
     assert {k: RUN_DEFAULTS[k] for k in TrainConfig.defaults()} == TrainConfig.defaults()
 
 
-@pytest.mark.parametrize("command, cls", [(("tapos-parse", "train"), TrainConfig)])
+@pytest.mark.parametrize("command, cls", [(("tapos-data", "fetch-videos"), FetchConfig),
+                                          (("tapos-parse", "train"), TrainConfig)])
 def test_commands_show_every_declared_option_with_its_help(command, cls):
+    from tapos.data.cli import main as data_main
     from tapos.parse.cli import main as parse_main
 
-    group = {"tapos-parse": parse_main}[command[0]]
+    group = {"tapos-data": data_main, "tapos-parse": parse_main}[command[0]]
     out = CliRunner().invoke(group, [command[1], "--help"]).output
     flat = re.sub(r"\s+", "", out)
     for f in dataclasses.fields(cls):
