@@ -9,7 +9,7 @@ from .annotations import SPLITS, SUBSETS, load_annotations, save_annotations
 from .machinery.cli_utils import TaposGroup, echo_table, parse_overrides
 from .machinery.fetch import FetchConfig, fetch_videos
 from .errors import TaposError
-from .synth import PRESETS as SYNTH_PRESETS
+from .synth import SynthConfig
 from .version import __version__
 
 
@@ -32,33 +32,8 @@ def main():
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--instances", type=click.IntRange(1), default=None, help="Instances in total (default 240, or the preset's).")
-@click.option("--classes", type=click.IntRange(1), default=None, help="Action classes (default 8, or the preset's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
-@click.option("--features/--no-features", default=False, help="Also write OUT/features.h5 (rgb and flow).")
-@click.option("--videos/--no-videos", default=False, help="Also render OUT/videos/<key>.mp4 with ffmpeg.")
-@click.option("--sources/--no-sources", default=False,
-              help="Also render OUT/sources/<youtube_id>.mp4, the full videos the instances are cut from "
-                   "(as TAPOS users download them; use --set first_shot_max=10 to keep them short).")
-@click.option("--dim", type=click.IntRange(1), default=None, help="Feature dimension per modality (default 64).")
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None, help="Feature dtype.")
-@click.option("--preset", type=click.Choice(list(SYNTH_PRESETS)), default="default", show_default=True,
-              help="Named generator settings (tapos.data.synth.PRESETS): 'signature' is the TSN benchmark's data, "
-                   "classes that differ only by a brief sub-action of their own (800 instances).")
-@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
-              help="Override any generator default (see tapos.data.synth.DEFAULTS), value as JSON.")
-@click.option("--like", "like", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="ANNOTATIONS",
-              help="Lay the synthetic content over the real structure of this annotation file (TAPOS json or "
-                   "GEBD .pkl/.json): its instances' frame counts, fps, boundaries, splits, ids and classes "
-                   "(drawn with TAPOS-like skewed sizes where the file has none). Repeatable; not with "
-                   "--instances or --sources.")
-@click.option("--max-instances", "max_instances", multiple=True, type=click.IntRange(1), metavar="N",
-              help="With --like: at most N instances of the file, drawn with the seed. Once for every --like, "
-                   "or once per --like in the same order.")
-@click.option("--stride", type=click.IntRange(1), default=1, show_default=True,
-              help="The feature cache keeps every S-th frame, as tapos-extract --stride S writes it.")
-def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dtype, preset, overrides, like,
-          max_instances, stride):
+@SynthConfig.click_options()
+def synth(out_dir, **options):
     """Write a synthetic TAPOS-like dataset to OUT_DIR.
 
     \b
@@ -83,10 +58,11 @@ def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dty
     """
     from .synth import DEFAULTS, write_dataset
 
-    if like and instances is not None:
+    like, max_instances = options["like"], options["max_instances"]
+    if like and options["n_instances"] is not None:
         raise TaposError("--instances cannot be used with --like (the instances are those of the --like files; "
                          "use --max-instances)")
-    if like and sources:
+    if like and options["sources"]:
         raise TaposError("--sources cannot be used with --like: the real shot layout (where each instance lies in "
                          "its source video) is not known for GEBD files")
     if max_instances and not like:
@@ -94,15 +70,9 @@ def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dty
     if len(max_instances) > 1 and len(max_instances) != len(like):
         raise TaposError(f"--max-instances given {len(max_instances)} times for {len(like)} --like files "
                          f"(give it once for every file, or once per --like, in the same order)")
-    extra = parse_overrides(overrides, DEFAULTS)
-    if dim is not None:
-        extra["dim"] = dim
-    if dtype is not None:
-        extra["dtype"] = dtype
-    if like:
-        extra.update(like=list(like), max_instances=list(max_instances) or None)
-    paths = write_dataset(out_dir, instances, classes, seed, features=features, videos=videos, sources=sources,
-                          preset=preset, stride=stride, **extra)
+    options.update(settings=parse_overrides(options["settings"], DEFAULTS), like=list(like) or None,
+                   max_instances=list(max_instances) or None)
+    paths = write_dataset(out_dir, config=SynthConfig.of(options))
     ann = load_annotations(paths["annotations"])
     click.echo(f"wrote {len(ann)} instances ({len(ann.split('train'))} train, {len(ann.split('val'))} val) to {out_dir}")
     for name, path in paths.items():

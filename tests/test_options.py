@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from tapos.data.errors import TaposError
 from tapos.data.machinery.fetch import FetchConfig
 from tapos.data.options import Config, OptionError, option
+from tapos.data.synth import DEFAULTS as SYNTH_DEFAULTS
+from tapos.data.synth import SynthConfig
 from tapos.parse.run import RUN_DEFAULTS, TrainConfig
 
 
@@ -58,6 +60,10 @@ def test_unknown_option_is_refused_with_a_suggestion():
         TrainConfig.of({"sede": 1})
     with pytest.raises(OptionError, match=r"did you mean jobs\?"):
         FetchConfig.of(FetchConfig(), job=2)
+    # a synthetic dataset's other options are generator settings, checked against its DEFAULTS
+    with pytest.raises(OptionError, match=r"^synthetic dataset: unknown option\(s\) fisrt_shot_max .*did you mean "
+                                          r"first_shot_max\?$"):
+        SynthConfig.of(seed=1, fisrt_shot_max=1.0)
 
 
 def test_library_functions_refuse_a_misspelt_option_before_any_work(tmp_path, annotation_file):
@@ -69,7 +75,8 @@ def test_library_functions_refuse_a_misspelt_option_before_any_work(tmp_path, an
 
 
 def test_config_round_trips_to_the_defaults_dict():
-    for cls, change in ((Toy, {"rate": 0.25}), (TrainConfig, {"seed": 7}), (FetchConfig, {"jobs": 7})):
+    for cls, change in ((Toy, {"rate": 0.25}), (TrainConfig, {"seed": 7}), (SynthConfig, {"seed": 7}),
+                        (FetchConfig, {"jobs": 7})):
         defaults = cls.defaults()
         assert cls().as_dict() == defaults and cls.of(defaults).as_dict() == defaults
         changed = cls.of(defaults, **change)
@@ -80,7 +87,15 @@ def test_config_round_trips_to_the_defaults_dict():
     assert {k: RUN_DEFAULTS[k] for k in TrainConfig.defaults()} == TrainConfig.defaults()
 
 
-@pytest.mark.parametrize("command, cls", [(("tapos-data", "fetch-videos"), FetchConfig),
+def test_synth_options_route_generator_settings():
+    config = SynthConfig.of(seed=3, dim=16, first_shot_max=1.0, settings={"annotators": 2, "dim": 8})
+    assert config.seed == 3 and config.settings == {"annotators": 2, "dim": 8, "first_shot_max": 1.0}
+    assert config.overrides() == {"annotators": 2, "dim": 16, "first_shot_max": 1.0}  # --dim wins over --set dim
+    assert set(config.settings) <= set(SYNTH_DEFAULTS)
+
+
+@pytest.mark.parametrize("command, cls", [(("tapos-data", "synth"), SynthConfig),
+                                          (("tapos-data", "fetch-videos"), FetchConfig),
                                           (("tapos-parse", "train"), TrainConfig)])
 def test_commands_show_every_declared_option_with_its_help(command, cls):
     from tapos.data.cli import main as data_main
