@@ -49,8 +49,8 @@ def main():
             model = data / "models" / f"{method}_{seed}{args.tag}"
             overrides = json.loads(args.overrides) if method == "transparser" else {}
             epochs = args.epochs if PARSERS[method].has_epochs else None
-            parser, _ = train(method, feats, ann, model, "rgb+flow", epochs, seed, overrides=overrides,
-                              progress=False)
+            parser, _ = train(method, feats, ann, model, modality="rgb+flow", epochs=epochs, seed=seed,
+                              overrides=overrides, progress=False)
             a = analyze(model, feats, ann, truth=truth, progress=False)
             r = a.recovery
             rows.append({"method": method + (f" {args.overrides}" if overrides else ""), "seed": seed, "val F1 (rel)": validation_scores(parser, val)["val_f1_rel"],

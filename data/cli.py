@@ -7,8 +7,9 @@ import click
 
 from .annotations import SPLITS, SUBSETS, load_annotations, save_annotations
 from .machinery.cli_utils import TaposGroup, echo_table, parse_overrides
+from .machinery.fetch import FetchConfig, fetch_videos
 from .errors import TaposError
-from .synth import PRESETS as SYNTH_PRESETS
+from .synth import SynthConfig
 from .version import __version__
 
 
@@ -31,33 +32,8 @@ def main():
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--instances", type=click.IntRange(1), default=None, help="Instances in total (default 240, or the preset's).")
-@click.option("--classes", type=click.IntRange(1), default=None, help="Action classes (default 8, or the preset's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic for a seed.")
-@click.option("--features/--no-features", default=False, help="Also write OUT/features.h5 (rgb and flow).")
-@click.option("--videos/--no-videos", default=False, help="Also render OUT/videos/<key>.mp4 with ffmpeg.")
-@click.option("--sources/--no-sources", default=False,
-              help="Also render OUT/sources/<youtube_id>.mp4, the full videos the instances are cut from "
-                   "(as TAPOS users download them; use --set first_shot_max=10 to keep them short).")
-@click.option("--dim", type=click.IntRange(1), default=None, help="Feature dimension per modality (default 64).")
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None, help="Feature dtype.")
-@click.option("--preset", type=click.Choice(list(SYNTH_PRESETS)), default="default", show_default=True,
-              help="Named generator settings (tapos.data.synth.PRESETS): 'signature' is the TSN benchmark's data, "
-                   "classes that differ only by a brief sub-action of their own (800 instances).")
-@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
-              help="Override any generator default (see tapos.data.synth.DEFAULTS), value as JSON.")
-@click.option("--like", "like", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="ANNOTATIONS",
-              help="Lay the synthetic content over the real structure of this annotation file (TAPOS json or "
-                   "GEBD .pkl/.json): its instances' frame counts, fps, boundaries, splits, ids and classes "
-                   "(drawn with TAPOS-like skewed sizes where the file has none). Repeatable; not with "
-                   "--instances or --sources.")
-@click.option("--max-instances", "max_instances", multiple=True, type=click.IntRange(1), metavar="N",
-              help="With --like: at most N instances of the file, drawn with the seed. Once for every --like, "
-                   "or once per --like in the same order.")
-@click.option("--stride", type=click.IntRange(1), default=1, show_default=True,
-              help="The feature cache keeps every S-th frame, as tapos-extract --stride S writes it.")
-def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dtype, preset, overrides, like,
-          max_instances, stride):
+@SynthConfig.click_options()
+def synth(out_dir, **options):
     """Write a synthetic TAPOS-like dataset to OUT_DIR.
 
     \b
@@ -82,10 +58,11 @@ def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dty
     """
     from .synth import DEFAULTS, write_dataset
 
-    if like and instances is not None:
+    like, max_instances = options["like"], options["max_instances"]
+    if like and options["n_instances"] is not None:
         raise TaposError("--instances cannot be used with --like (the instances are those of the --like files; "
                          "use --max-instances)")
-    if like and sources:
+    if like and options["sources"]:
         raise TaposError("--sources cannot be used with --like: the real shot layout (where each instance lies in "
                          "its source video) is not known for GEBD files")
     if max_instances and not like:
@@ -93,15 +70,9 @@ def synth(out_dir, instances, classes, seed, features, videos, sources, dim, dty
     if len(max_instances) > 1 and len(max_instances) != len(like):
         raise TaposError(f"--max-instances given {len(max_instances)} times for {len(like)} --like files "
                          f"(give it once for every file, or once per --like, in the same order)")
-    extra = parse_overrides(overrides, DEFAULTS)
-    if dim is not None:
-        extra["dim"] = dim
-    if dtype is not None:
-        extra["dtype"] = dtype
-    if like:
-        extra.update(like=list(like), max_instances=list(max_instances) or None)
-    paths = write_dataset(out_dir, instances, classes, seed, features=features, videos=videos, sources=sources,
-                          preset=preset, stride=stride, **extra)
+    options.update(settings=parse_overrides(options["settings"], DEFAULTS), like=list(like) or None,
+                   max_instances=list(max_instances) or None)
+    paths = write_dataset(out_dir, config=SynthConfig.of(options))
     ann = load_annotations(paths["annotations"])
     click.echo(f"wrote {len(ann)} instances ({len(ann.split('train'))} train, {len(ann.split('val'))} val) to {out_dir}")
     for name, path in paths.items():
@@ -224,20 +195,8 @@ def uniform_boundaries(annotations, out, split, segments, seconds):
 @main.command("fetch-videos")
 @click.argument("annotations", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True,
-              help="Only the videos this split needs.")
-@click.option("--jobs", type=click.IntRange(1), default=4, show_default=True, help="Parallel downloads.")
-@click.option("--format", "fmt", metavar="FORMAT",
-              help="A yt-dlp format string (ranked by yt-dlp's default order). Default: the smallest video "
-                   "stream at or above 256 px on its short side, else the largest below (no audio).")
-@click.option("--rate-limit", metavar="RATE", help="Bytes per second per download, as yt-dlp reads it: 500K, 4.2M.")
-@click.option("--cookies", type=click.Path(dir_okay=False, path_type=Path),
-              help="A Netscape cookies file for yt-dlp (age-restricted videos, 'not a bot' checks); read, not written.")
-@click.option("--url-template", metavar="URL",
-              help="Download from URL with {id} replaced by the YouTube id (a lab's mirror, e.g. "
-                   "https://host/tapos/{id}.mp4) instead of YouTube.")
-@click.option("--overwrite", is_flag=True, help="Download again videos that are already complete.")
-def fetch_videos_command(annotations, out_dir, split, jobs, fmt, rate_limit, cookies, url_template, overwrite):
+@FetchConfig.click_options()
+def fetch_videos_command(annotations, out_dir, **options):
     """Download the source video of every instance into OUT_DIR/<youtube_id>.<ext> with yt-dlp.
 
     \b
@@ -254,10 +213,7 @@ def fetch_videos_command(annotations, out_dir, split, jobs, fmt, rate_limit, coo
     Examples: tapos-data fetch-videos tapos_annotation.json youtube/ --jobs 8
               tapos-data fetch-videos tapos_annotation.json val/ --split val --url-template https://host/{id}.mp4
     """
-    from .machinery.fetch import fetch_videos
-
-    report = fetch_videos(annotations, out_dir, split=split, jobs=jobs, fmt=fmt, rate_limit=rate_limit,
-                          cookies=cookies, url_template=url_template, overwrite=overwrite,
+    report = fetch_videos(annotations, out_dir, FetchConfig.of(options),
                           on_failure=lambda failure: click.echo(failure.line, err=True))
     click.echo(f"{out_dir}: {len(report.downloaded)} downloaded, {len(report.skipped)} complete already, "
                f"{len(report.failed)} failed")

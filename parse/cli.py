@@ -9,9 +9,7 @@ import click
 
 from tapos.data.annotations import SPLITS
 from tapos.data.machinery.cli_utils import RegistryChoice, TaposGroup, echo_table, parse_overrides
-from tapos.data.features import MODALITY_CHOICES
 from tapos.data.predictions import save_predictions
-from tapos.data.selection import SELECT_ON
 from tapos.data.version import __version__
 
 from tapos.extract import FLOW_METHODS
@@ -19,7 +17,7 @@ from tapos.extract import FLOW_METHODS
 from .analyze import DEFAULTS as ANALYSIS
 from .analyze import methods_with_patterns
 from .registry import PARSERS
-from .run import RUN_DEFAULTS, default_select_on
+from .run import RUN_DEFAULTS, TrainConfig, default_select_on
 
 
 @click.group(cls=TaposGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,28 +46,12 @@ def main():
                    "split, see --select-on).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model directory: config.json, model.pt, log.csv, training.png.")
-@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"],
-              help="Default: what the cache holds (rgb+flow when both).")
-@click.option("--select-on", type=click.Choice(SELECT_ON), default=RUN_DEFAULTS["select_on"],
-              help="Where the epoch and 'auto' options are chosen: dev (whole videos carved from train; val and "
-                   "test are never read), val (the paper's setup: then do not report val) or none (last epoch, "
-                   "first candidates). Default: none for label-free methods (supervision none in tapos-parse "
-                   "methods), dev for the others.")
-@click.option("--dev-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=RUN_DEFAULTS["dev_fraction"], show_default=True,
-              help="With --select-on dev: share of the training instances held out.")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Default: the method's own.")
-@click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True,
-              help="Training is deterministic on CPU for a seed.")
-@click.option("--device", default=RUN_DEFAULTS["device"], show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--workers", type=click.IntRange(0), default=RUN_DEFAULTS["num_workers"], show_default=True,
-              help="DataLoader processes reading the cache.")
+@TrainConfig.click_options()
 @click.option("--preset", default=None, help="A named set of option values, e.g. paper: the method as its paper "
               "describes it (tapos-parse methods lists them). Options given with --set still win.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a method default (value as JSON), e.g. --set min_segment=3.")
-def train(method, features, annotations, out_dir, modality, select_on, dev_fraction, epochs, seed, device, workers,
-          preset, overrides):
+def train(method, features, annotations, out_dir, preset, overrides, **options):
     """Train METHOD on the train subset; choose the epoch and 'auto' options on the dev split.
 
     After every epoch the selection split is scored with both protocols: the paper's (F1 averaged
@@ -80,12 +62,12 @@ def train(method, features, annotations, out_dir, modality, select_on, dev_fract
     """
     from .run import train as run_train
 
-    select_on = select_on or default_select_on(method)
-    options = parse_overrides(overrides, {**PARSERS[method].DEFAULTS, "preset": None})
+    method_options = parse_overrides(overrides, {**PARSERS[method].DEFAULTS, "preset": None})
     if preset is not None:
-        options.setdefault("preset", preset)
-    _, history = run_train(method, features, annotations, out_dir, modality, epochs, seed, device, options,
-                           progress=True, num_workers=workers, select_on=select_on, dev_fraction=dev_fraction)
+        method_options.setdefault("preset", preset)
+    config = TrainConfig.of(options, overrides=method_options)
+    select_on = config.select_on or default_select_on(method)
+    _, history = run_train(method, features, annotations, out_dir, config)
     import pandas as pd
 
     df = pd.DataFrame(history)

@@ -2,37 +2,56 @@
 predict boundaries for a split or a whole cache."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import click
 import numpy as np
 
 from tapos.data.annotations import load_annotations
 from tapos.data.clock import frames_to_seconds, row_frames
 from tapos.data.machinery.dataset import FeatureDataset
 from tapos.data.errors import TaposError
-from tapos.data.features import FeatureReader, parse_modality
+from tapos.data.features import MODALITY_CHOICES, FeatureReader, parse_modality
 from tapos.data.io import CsvLog
 from tapos.data.machinery.plotting import pyplot, save_figure
-from tapos.data.selection import DEV_FRACTION, selection
+from tapos.data.options import Config, option
+from tapos.data.selection import DEV_FRACTION, SELECT_ON, selection
 
 from .base import FitOptions
 from .checkpoint import load_model, save_model
 from .registry import get_parser
 
 
-# What train and predict do unless told otherwise (their arguments; tapos-parse shows these)
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """How :func:`train` fits a method (``tapos-parse train`` shows these; the method's own
+    options are its class's ``DEFAULTS``, given as ``overrides``)."""
+
+    WHAT = "training"
+
+    modality: Optional[str] = option(None, "Default: what the cache holds (rgb+flow when both).",
+                                     type=click.Choice(MODALITY_CHOICES))
+    select_on: Optional[str] = option(  # None: default_select_on(method)
+        None, "Where the epoch and 'auto' options are chosen: dev (whole videos carved from train; val and test are "
+        "never read), val (the paper's setup: then do not report val) or none (last epoch, first candidates). "
+        "Default: none for label-free methods (supervision none in tapos-parse methods), dev for the others.",
+        type=click.Choice(SELECT_ON))
+    dev_fraction: float = option(DEV_FRACTION, "With --select-on dev: share of the training instances held out.",
+                                 type=click.FloatRange(0, 1, min_open=True, max_open=True))
+    epochs: Optional[int] = option(None, "Default: the method's own.", type=click.IntRange(1))
+    seed: int = option(0, "Training is deterministic on CPU for a seed.")
+    device: str = option("cpu", "cpu, cuda, cuda:1, ...")
+    num_workers: int = option(0, "DataLoader processes reading the cache.", flag="--workers", type=click.IntRange(0))
+    overrides: Optional[dict] = option(None, "The method's options over its DEFAULTS (tapos-parse: --preset, --set).",
+                                       cli=False)
+    progress: bool = option(True, "Show a progress bar per epoch.", cli=False)
+
+
+# What train and predict do unless told otherwise (tapos-parse shows these)
 RUN_DEFAULTS = {
-    "modality": None,        # features the parser reads (one of tapos.data.MODALITY_CHOICES);
-                             # None: what the cache holds (rgb+flow when both)
-    "select_on": None,       # where epochs and "auto" options are chosen: dev (carved from train),
-                             # val (the paper's setup: do not report val then) or none (tapos.data.selection);
-                             # None: none for label-free methods (supervision "none"), dev for the others
-    "dev_fraction": DEV_FRACTION,  # share of the training instances (whole videos) held out as dev
-    "epochs": None,          # None: the method's own
-    "seed": 0,               # training is deterministic on CPU for a seed
-    "device": "cpu",
-    "num_workers": 0,        # DataLoader processes reading the cache
+    **TrainConfig.defaults(),
     "split": "val",          # instances predicted (one of tapos.data.SPLITS)
 }
 
@@ -46,38 +65,35 @@ def default_select_on(method: str) -> str:
     return "none" if cls is not None and cls.supervision == "none" else "dev"
 
 
-def train(method: str, features, annotations, out_dir=None, modality: Optional[str] = RUN_DEFAULTS["modality"],
-          epochs: Optional[int] = RUN_DEFAULTS["epochs"], seed: int = RUN_DEFAULTS["seed"],
-          device: str = RUN_DEFAULTS["device"], overrides: Optional[dict] = None, progress: bool = True,
-          num_workers: int = RUN_DEFAULTS["num_workers"], select_on: str = RUN_DEFAULTS["select_on"],
-          dev_fraction: float = RUN_DEFAULTS["dev_fraction"]):
+def train(method: str, features, annotations, out_dir=None, config: Optional[TrainConfig] = None, **options):
     """Fit ``method`` on the ``train`` subset, choosing the epoch and every ``"auto"`` option on
     the selection split (``select_on``: a dev split carved from train by default, so that val
-    and test are never read; none for label-free methods, :func:`default_select_on`). With ``out_dir``: ``config.json`` (which records the selection),
-    ``model.pt``, ``log.csv`` (written after every epoch; its ``val_*`` columns are scores on the
-    selection split) and ``training.png``. Returns ``(parser, history)``."""
-
-    select_on = select_on or default_select_on(method)
+    and test are never read; none for label-free methods, :func:`default_select_on`).
+    ``config`` and/or keyword ``options``: :class:`TrainConfig` (``seed=1, overrides={...}``).
+    With ``out_dir``: ``config.json`` (which records the selection), ``model.pt``, ``log.csv``
+    (written after every epoch; its ``val_*`` columns are scores on the selection split) and
+    ``training.png``. Returns ``(parser, history)``."""
+    config = TrainConfig.of(config, **options)
     ann = load_annotations(annotations)
     reader = FeatureReader(features)
-    modality = "+".join(parse_modality(modality or reader.default_modality()))
-    sel = selection(ann, select_on, dev_fraction)
+    modality = "+".join(parse_modality(config.modality or reader.default_modality()))
+    sel = selection(ann, config.select_on or default_select_on(method), config.dev_fraction)
     train_ds = FeatureDataset(reader, sel.fit, "all", modality)
     val_ds = FeatureDataset(reader, sel.select, "all", modality) if sel.select is not None else None
-    parser = get_parser(method, **(overrides or {}))
-    if epochs is not None and not parser.has_epochs:
+    parser = get_parser(method, **(config.overrides or {}))
+    if config.epochs is not None and not parser.has_epochs:
         raise TaposError(f"{method} is fitted without epochs; drop --epochs (its options: tapos-parse methods)")
     out = Path(out_dir) if out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
     log = CsvLog(out / "log.csv" if out else None)
     history = log.rows
-    parser.fit(train_ds, val_ds, FitOptions(epochs=epochs, seed=seed, device=device, progress=progress,
-                                            num_workers=num_workers, on_epoch=log))
+    parser.fit(train_ds, val_ds, FitOptions(epochs=config.epochs, seed=config.seed, device=config.device,
+                                            progress=config.progress, num_workers=config.num_workers, on_epoch=log))
     if out:
         log.write()  # tuning (options set to "auto") adds to the best epoch's row after the last epoch
-        save_model(parser, out, modality, {"features": str(features), "annotations": str(ann.path), "seed": seed,
-                                           "epochs": len(history), "selection": sel.record(),
+        save_model(parser, out, modality, {"features": str(features), "annotations": str(ann.path),
+                                           "seed": config.seed, "epochs": len(history), "selection": sel.record(),
                                            "feature_cache": reader.settings().to_json()})
         plot_history(history, out / "training.png", method, sel.split)
     return parser, history

@@ -24,10 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..annotations import load_annotations
+import click
+
+from ..annotations import SPLITS, load_annotations
 from ..errors import TaposError
 from .ffmpeg import IncompleteVideoError, VideoError, ffmpeg_binary, probe_complete
 from ..io import atomic_path, atomic_write_text
+from ..options import Config, option
 from ..videos import VIDEO_EXTENSIONS, video_files
 
 YOUTUBE_URL = "https://www.youtube.com/watch?v={id}"
@@ -265,30 +268,51 @@ def _fetch_one(yt_dlp, youtube_id: str, url: str, out: Path, params: dict, exist
     return "downloaded"
 
 
-def fetch_videos(annotations, out, split: Optional[str] = None, jobs: int = 4, fmt: Optional[str] = None,
-                 rate_limit: Optional[str] = None, cookies=None, url_template: Optional[str] = None,
-                 overwrite: bool = False, progress: Optional[bool] = None,
-                 on_failure: Optional[Callable[[Failure], None]] = None) -> FetchReport:
+@dataclass(frozen=True)
+class FetchConfig(Config):
+    """How :func:`fetch_videos` downloads (``tapos-data fetch-videos`` shows these)."""
+
+    WHAT = "fetch-videos"
+
+    split: str = option("all", "Only the videos this split needs.", type=click.Choice(SPLITS))
+    jobs: int = option(4, "Parallel downloads.", type=click.IntRange(1))
+    fmt: Optional[str] = option(None, "A yt-dlp format string (ranked by yt-dlp's default order). Default: the "
+                                "smallest video stream at or above 256 px on its short side, else the largest below "
+                                "(no audio).", flag="--format", metavar="FORMAT")
+    rate_limit: Optional[str] = option(None, "Bytes per second per download, as yt-dlp reads it: 500K, 4.2M.",
+                                       metavar="RATE")
+    cookies: Optional[Path] = option(None, "A Netscape cookies file for yt-dlp (age-restricted videos, 'not a bot' "
+                                     "checks); read, not written.", type=click.Path(dir_okay=False, path_type=Path))
+    url_template: Optional[str] = option(None, "Download from URL with {id} replaced by the YouTube id (a lab's "
+                                         "mirror, e.g. https://host/tapos/{id}.mp4) instead of YouTube.", metavar="URL")
+    overwrite: bool = option(False, "Download again videos that are already complete.")
+    progress: Optional[bool] = option(None, "A progress bar (None: when stderr is a terminal).", cli=False)
+
+
+def fetch_videos(annotations, out, config: Optional[FetchConfig] = None,
+                 on_failure: Optional[Callable[[Failure], None]] = None, **options) -> FetchReport:
     """Download the source video of every instance of ``annotations`` (or of one ``split``) into
-    ``out``; see the module docstring. ``on_failure`` is called (in this thread) with each
-    failure as it happens; ``progress`` None shows a bar when stderr is a terminal."""
-    ann = load_annotations(annotations).split(split)
+    ``out``; see the module docstring. ``config`` and/or keyword ``options``: :class:`FetchConfig`.
+    ``on_failure`` is called (in this thread) with each failure as it happens."""
+    config = FetchConfig.of(config, **options)
+    ann = load_annotations(annotations).split(config.split)
     if len(ann) == 0:
-        raise TaposError(f"{annotations}: no instances" + (f" in split {split}" if split not in (None, "all") else ""))
+        raise TaposError(f"{annotations}: no instances" +
+                         (f" in split {config.split}" if config.split not in (None, "all") else ""))
     yt_dlp = import_yt_dlp()
     ids = list(dict.fromkeys(inst.youtube_id for inst in ann.values()))
-    urls = {yid: source_url(url_template, yid) for yid in ids}
-    params = ytdlp_params(fmt, rate_limit, cookies)
+    urls = {yid: source_url(config.url_template, yid) for yid in ids}
+    params = ytdlp_params(config.fmt, config.rate_limit, config.cookies)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # only once the options are known to be good
-    existing = {} if overwrite else video_files(out)
+    existing = {} if config.overwrite else video_files(out)
     report = FetchReport()
     needs = _needs(ann)
 
     def job(yid):
         return _fetch_one(yt_dlp, yid, urls[yid], out, params, existing.get(yid))
 
-    for yid, outcome in _run_jobs(ids, job, jobs, progress):
+    for yid, outcome in _run_jobs(ids, job, config.jobs, config.progress):
         if isinstance(outcome, FetchError):
             failure = Failure(yid, urls[yid], outcome.category, outcome.reason, *needs[yid])
             report.failed.append(failure)

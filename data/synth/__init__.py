@@ -22,7 +22,7 @@ its frame count, frame rate, boundaries, split, ids and class, and only what is 
 structure (prototype sequences, latent, noise, camera moves, features, videos) is synthetic; see
 :func:`generate`.
 """
-from .dataset import generate, write_dataset
+from .dataset import SynthConfig, generate, write_dataset
 from .world import DEFAULTS, PRESETS, SynthInstance
 
-__all__ = ["DEFAULTS", "PRESETS", "SynthInstance", "generate", "write_dataset"]
+__all__ = ["DEFAULTS", "PRESETS", "SynthConfig", "SynthInstance", "generate", "write_dataset"]

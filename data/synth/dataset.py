@@ -2,12 +2,15 @@
 GEBD annotators, the planted truth, features and videos (:func:`write_dataset`)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import click
 import numpy as np
 
 from ..annotations import Instance, save_annotations
@@ -15,7 +18,7 @@ from ..clock import frames_to_seconds, seconds_to_frames
 from ..errors import TaposError
 from ..gebd import GebdVideo, save_gebd
 from ..io import atomic_path, atomic_write_text
-from ..options import OptionError, apply_options
+from ..options import Config, OptionError, apply_options, option
 
 from .like import generate_like
 from .world import DEFAULTS, PRESETS, SynthInstance, World, instance_features, instance_frames, instance_layout, youtube_id
@@ -127,11 +130,66 @@ def _source_frames(cfg, world, group, seeds):
         yield filler
 
 
-def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, features: bool = False,
-                  videos: bool = False, sources: bool = False, progress: bool = True, preset: str = "default",
-                  like: Optional[Sequence] = None, max_instances: Union[None, int, Sequence] = None,
-                  stride: int = 1, **overrides) -> dict:
-    """Write the synthetic dataset to ``out_dir``; returns the paths written.
+@dataclass(frozen=True)
+class SynthConfig(Config):
+    """What :func:`write_dataset` writes (``tapos-data synth`` shows these). The generator's own
+    settings are :data:`DEFAULTS`, overridden through ``settings`` (``--set``), ``dim`` and ``dtype``."""
+
+    WHAT = "synthetic dataset"
+
+    n_instances: Optional[int] = option(None, "Instances in total (default 240, or the preset's).", flag="--instances",
+                                        type=click.IntRange(1))
+    n_classes: Optional[int] = option(None, "Action classes (default 8, or the preset's).", flag="--classes",
+                                      type=click.IntRange(1))
+    seed: int = option(0, "Everything is deterministic for a seed.")
+    features: bool = option(False, "Also write OUT/features.h5 (rgb and flow).", flag="--features/--no-features",
+                            show_default=False)
+    videos: bool = option(False, "Also render OUT/videos/<key>.mp4 with ffmpeg.", flag="--videos/--no-videos",
+                          show_default=False)
+    sources: bool = option(False, "Also render OUT/sources/<youtube_id>.mp4, the full videos the instances are cut "
+                           "from (as TAPOS users download them; use --set first_shot_max=10 to keep them short).",
+                           flag="--sources/--no-sources", show_default=False)
+    dim: Optional[int] = option(None, "Feature dimension per modality (default 64).", type=click.IntRange(1))
+    dtype: Optional[str] = option(None, "Feature dtype.", type=click.Choice(["float32", "float16"]))
+    preset: str = option("default", "Named generator settings (tapos.data.synth.PRESETS): 'signature' is the TSN "
+                         "benchmark's data, classes that differ only by a brief sub-action of their own (800 "
+                         "instances).", type=click.Choice(list(PRESETS)))
+    settings: dict = option({}, "Override any generator default (see tapos.data.synth.DEFAULTS), value as JSON.",
+                            flag="--set", multiple=True, metavar="NAME=VALUE")
+    like: Optional[list] = option(None, "Lay the synthetic content over the real structure of this annotation file "
+                                  "(TAPOS json or GEBD .pkl/.json): its instances' frame counts, fps, boundaries, "
+                                  "splits, ids and classes (drawn with TAPOS-like skewed sizes where the file has "
+                                  "none). Repeatable; not with --instances or --sources.", multiple=True,
+                                  type=click.Path(dir_okay=False, path_type=Path), metavar="ANNOTATIONS")
+    max_instances: Union[None, int, list] = option(None, "With --like: at most N instances of the file, drawn with "
+                                                   "the seed. Once for every --like, or once per --like in the same "
+                                                   "order.", multiple=True, type=click.IntRange(1), metavar="N")
+    stride: int = option(1, "The feature cache keeps every S-th frame, as tapos-extract --stride S writes it.",
+                         type=click.IntRange(1))
+    progress: bool = option(True, "Progress bars for features and videos.", cli=False)
+
+    @classmethod
+    def of(cls, values=None, /, **options) -> "SynthConfig":
+        """As :meth:`Config.of`, and an option that is no field here is a generator setting
+        (:data:`DEFAULTS`; ``video_size=[128, 96]``), added to ``settings``."""
+        fields = cls.defaults()
+        extra = {k: options.pop(k) for k in list(options) if k not in fields}
+        config = super().of(values, **options)
+        if not extra:
+            return config
+        apply_options(DEFAULTS, extra, cls.WHAT)
+        return dataclasses.replace(config, settings={**config.settings, **extra})
+
+    def overrides(self) -> dict:
+        """The generator settings over DEFAULTS and the preset: ``settings``, then ``dim`` and ``dtype``."""
+        return {**self.settings, **{k: getattr(self, k) for k in ("dim", "dtype") if getattr(self, k) is not None}}
+
+
+def write_dataset(out_dir, n_instances: Optional[int] = None, n_classes: Optional[int] = None,
+                  config: Optional[SynthConfig] = None, **options) -> dict:
+    """Write the synthetic dataset to ``out_dir``; returns the paths written. ``config`` and/or
+    keyword ``options``: :class:`SynthConfig` (``seed=0, features=True``) or generator settings
+    (:data:`DEFAULTS`, ``first_shot_max=1.0``); ``n_instances``, ``n_classes`` may come first.
 
     Always: ``tapos_annotation.json`` (released layout), ``gebd_annotators.json`` (GEBD layout with
     several simulated annotators; they are all consistent, so ``f1_consis_avg`` is 1.0) and
@@ -144,30 +202,21 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
     ``tapos-extract --stride`` writes it (its rows keep their frames and presentation times), so a
     run can be rehearsed on the cache a real extraction at that stride would give.
     """
-    from tqdm import tqdm
-
-    from ..features import ExtractionSettings, FeatureWriter
-
-    if int(stride) != stride or stride < 1:
-        raise TaposError(f"synthetic dataset: stride must be a positive integer, got {stride}")
-    if like and sources:
+    counts = {k: v for k, v in (("n_instances", n_instances), ("n_classes", n_classes)) if v is not None}
+    config = SynthConfig.of(config, **counts, **options)
+    if int(config.stride) != config.stride or config.stride < 1:
+        raise TaposError(f"synthetic dataset: stride must be a positive integer, got {config.stride}")
+    if config.like and config.sources:
         raise TaposError("synthetic dataset: --sources cannot be used with --like: the real shot layout (where "
                          "each instance lies in its source video) is not known for GEBD files")
-    cfg, world, items = generate(n_instances, n_classes, seed, preset, like=like, max_instances=max_instances,
-                                 **overrides)
+    cfg, world, items = generate(config.n_instances, config.n_classes, config.seed, config.preset, like=config.like,
+                                 max_instances=config.max_instances, **config.overrides())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"annotations": out_dir / "tapos_annotation.json"}
     save_annotations([si.instance for si in items], paths["annotations"])
-    seeds = np.random.SeedSequence(seed).spawn(3)
-    ann_rng = np.random.default_rng(seeds[0])
-    gebd = []
-    for si in items:
-        inst = si.instance
-        gebd.append(GebdVideo(inst.key, inst.duration, _annotators(cfg, si, ann_rng), inst.total_frames, inst.fps,
-                              None, 1.0, {"action": inst.action, "subset": inst.subset}))
     paths["gebd"] = out_dir / "gebd_annotators.json"
-    save_gebd(gebd, paths["gebd"])
+    _write_annotators(cfg, items, config.seed, paths["gebd"])
     truth = {
         "config": cfg,
         "templates": world.templates,
@@ -175,8 +224,9 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
     }
     paths["truth"] = out_dir / "synth_truth.json"
     atomic_write_text(paths["truth"], json.dumps(truth, indent=1))
-    if features:
+    if config.features:
         paths["features"] = out_dir / "features.h5"
+<<<<<<< HEAD
         feat_rngs = np.random.SeedSequence(seed + 1).spawn(len(items))
         with atomic_path(paths["features"]) as tmp, FeatureWriter(
                 tmp, settings=ExtractionSettings(backbone="synthetic", weights={"rgb": "none", "flow": "none"},
@@ -220,4 +270,79 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
             for _ in tqdm(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video",
                           disable=not progress):
                 pass
+=======
+        _write_features(config, cfg, world, items, paths["features"])
+    if config.videos or config.sources:
+        paths.update(_write_videos(config, cfg, world, items, out_dir))
+    return paths
+
+
+def _write_annotators(cfg, items, seed: int, path) -> None:
+    """``gebd_annotators.json``: the boundaries in GEBD layout, as several simulated annotators."""
+    ann_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0])
+    gebd = []
+    for si in items:
+        inst = si.instance
+        gebd.append(GebdVideo(inst.key, inst.duration, _annotators(cfg, si, ann_rng), inst.total_frames, inst.fps,
+                              None, 1.0, {"action": inst.action, "subset": inst.subset}))
+    save_gebd(gebd, path)
+
+
+def _write_features(config: SynthConfig, cfg, world, items, path) -> None:
+    """``features.h5``: every ``stride``-th frame of every instance (schema tapos-features/1)."""
+    from tqdm import tqdm
+
+    from ..features import ExtractionSettings, FeatureWriter
+
+    stride = config.stride
+    feat_rngs = np.random.SeedSequence(config.seed + 1).spawn(len(items))
+    settings = ExtractionSettings(backbone="synthetic", weights={"rgb": "none", "flow": "none"},
+                                  modalities=("rgb", "flow"), dtype=cfg["dtype"], stride=stride)
+    with atomic_path(path) as tmp, FeatureWriter(tmp, settings=settings,
+                                                 attrs={"synthetic_seed": config.seed}) as writer:
+        for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not config.progress):
+            feats = instance_features(cfg, world, si, np.random.default_rng(ss))
+            frames = np.arange(0, len(next(iter(feats.values()))), stride)
+            writer.write(si.instance.key, {m: a[frames] for m, a in feats.items()}, fps=si.instance.fps / stride,
+                         num_frames=si.instance.total_frames, frame_index=frames,
+                         timestamps=frames / si.instance.fps, frame_rate=si.instance.fps)
+
+
+def _write_videos(config: SynthConfig, cfg, world, items, out_dir: Path) -> dict:
+    """``videos/<key>.mp4`` per instance and/or ``sources/<youtube_id>.mp4`` per source video;
+    returns the folders written."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from ..machinery.ffmpeg import encode_video
+
+    vid_rngs = np.random.SeedSequence(config.seed + 2).spawn(len(items))
+    paths, jobs = {}, []
+    if config.videos:
+        paths["videos"] = out_dir / "videos"
+        jobs += [(paths["videos"] / f"{si.instance.key}.mp4", si.fps,
+                  lambda si=si, ss=ss: instance_frames(cfg, world, si, np.random.default_rng(ss)))
+                 for si, ss in zip(items, vid_rngs)]
+    if config.sources:
+        paths["sources"] = out_dir / "sources"
+        groups = {}
+        for si, ss in zip(items, vid_rngs):
+            groups.setdefault(si.instance.youtube_id, []).append((si, ss))
+        for yid, members in groups.items():
+            members.sort(key=lambda m: m[0].instance.start)
+            group, seeds = [m[0] for m in members], [m[1] for m in members]
+            jobs.append((paths["sources"] / f"{yid}.mp4", group[0].fps,
+                         lambda g=group, s=seeds: _source_frames(cfg, world, g, s)))
+
+    def render(job):
+        target, fps, frames = job
+        encode_video(frames(), target, fps)
+
+    # ffmpeg encodes in its own process while the next video renders
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        for _ in tqdm(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video",
+                      disable=not config.progress):
+            pass
+>>>>>>> options
     return paths
