@@ -26,8 +26,8 @@ from __future__ import annotations
 import atexit
 import configparser
 import importlib
-import shlex
 import re
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -185,9 +185,12 @@ def help_paragraph(lines: list) -> list:
     return (["```text", *lines, "```"] if laid_out else [escape_html(line) for line in lines]) + [""]
 
 
-def option_row(row: str) -> str:
-    """A row of mkdocs-click's options table, with no placeholder eaten and no sentinel shown."""
-    return escape_html(row).replace("`Sentinel.UNSET`", "").replace("| N/A |", "|  |")
+def clean_line(line: str) -> str:
+    """A row of mkdocs-click's options table or an item of its subcommand list, with no
+    placeholder eaten and no sentinel shown."""
+    if line.startswith("|"):
+        return escape_html(line).replace("`Sentinel.UNSET`", "").replace("| N/A |", "|  |")
+    return escape_html(line) if line.startswith("- ") else line
 
 
 class FixClick(Preprocessor):
@@ -212,7 +215,7 @@ class FixClick(Preprocessor):
                 out += help_paragraph(paragraph) if paragraph else []
                 paragraph = []
             else:
-                out.append(option_row(line) if line.startswith("|") else escape_html(line) if line.startswith("- ") else line)
+                out.append(clean_line(line))
         return out
 
 
