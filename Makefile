@@ -1,6 +1,9 @@
 # Two entry points for a fresh machine (see README.md):
 #   make demo   -> install, then run the whole pipeline on the built-in synthetic dataset
 #   make test   -> install, then run the test suite
+# and two for the documentation:
+#   make docs   -> build the documentation site into site/ (strict: a broken link fails it)
+#   make readme -> copy README's headline table again from its results file
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +13,7 @@ DEMO ?= demo
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.tapos-installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test docs readme clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +51,7 @@ demo: install
 	$(BIN)/tapos-parse video $$(ls $(DEMO)/small/sources/*.mp4 | head -n 1) --model $(DEMO)/small/kmeans --out $(DEMO)/small/my_video
 	# action classification with a TSN whose snippets follow the sub-actions, on data that carries what the
 	# paper's finding rests on (--preset signature: classes alike but for a brief sub-action of their own;
-	# see README): even segments, annotated sub-actions, and TransParser's parsing of every instance (train
+	# see docs/tsn.md): even segments, annotated sub-actions, and TransParser's parsing of every instance (train
 	# and val). This is seed 0 of benchmarks/tsn_table.py, whose table holds seeds 0-4
 	$(BIN)/tapos-data synth $(DEMO)/tsn --features --preset signature --seed 11
 	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --out $(DEMO)/tsn/transparser
@@ -71,5 +74,13 @@ $(REFERENCE):
 test: install $(REFERENCE)
 	TAPOS_REFERENCE_BNINCEPTION=$(abspath $(REFERENCE)) $(BIN)/python -m pytest
 
+# NO_MKDOCS_2_WARNING: mkdocs-material prints a notice about MkDocs 2 on every build; it is not
+# about this site.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+readme: install
+	$(BIN)/python benchmarks/splice_readme.py
+
 clean:
-	rm -rf $(VENV) $(DEMO) build dist *.egg-info
+	rm -rf $(VENV) $(DEMO) build dist site *.egg-info

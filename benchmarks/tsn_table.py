@@ -2,7 +2,7 @@
 
 Generates (once) a synthetic dataset whose classes share most sub-actions and differ by a brief
 sub-action of their own (the ``signature`` preset of ``tapos.data.synth.PRESETS``: the property the
-paper's finding rests on, see README; ``--preset default`` is ``make demo``'s parsing data, for
+paper's finding rests on, see docs/tsn.md; ``--preset default`` is ``make demo``'s parsing data, for
 comparison), trains each parser on it and predicts the boundaries of every instance, then trains
 the feature TSN with each sampling scheme over several seeds and prints
 

@@ -112,7 +112,7 @@ def _reference_for(protocol, gt, truth, prior_from, options):
 
 
 _json_opt = click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                         help="Write the scores as JSON (documented shape, see README).")
+                         help="Write the scores as JSON (documented shape: docs/formats.md).")
 _plot_opt = click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
                          help="Write precision/recall/F1 against the threshold as a PNG (paper Figure 7).")
 _reference_opts = (

@@ -1,7 +1,7 @@
 """Boundary precision / recall / F1: the GEBD challenge protocol and the TAPOS paper's protocol.
 
 Both pool true positives, positives and detections over all videos (not a mean of per-video
-scores) and use the greedy matching of ``matching.py``. See README "How results are computed".
+scores) and use the greedy matching of ``matching.py``. See docs/evaluation.md.
 """
 from __future__ import annotations
 

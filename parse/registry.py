@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 PARSERS: dict = {}
+"""Method name -> parser class; each method module adds its class with ``@register`` when
+``tapos.parse`` is imported."""
 
 
 def register(cls):
@@ -13,6 +15,9 @@ def register(cls):
 
 
 def get_parser(name: str, **config):
+    """The parser registered as ``name``, built with ``config`` (its ``DEFAULTS`` overridden, as
+    ``tapos-parse train --set`` does; ``preset=`` names a preset). An unknown name is a one-line
+    ``TaposError`` listing the known ones."""
     from tapos.data.errors import TaposError
 
     if name not in PARSERS:

@@ -28,8 +28,8 @@ Where the paper is silent, our choices (all in ``DEFAULTS``):
   row (total variation, 0..1), whose peaks above ``threshold`` are boundaries. The argmax flickers
   between patterns that share a sub-action's mass and its boundaries depend on the smoothing; the
   change score does not, and it does not depend on how the patterns are numbered, so the scores
-  of models trained with other seeds can be averaged (``members``: a seed ensemble; see README,
-  "A stable TransParser", for what each choice does to the spread over seeds).
+  of models trained with other seeds can be averaged (``members``: a seed ensemble; see docs/results/stability.md
+  for what each choice does to the spread over seeds).
 """
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ class TransParser(LabellingParser, TorchParser):
     PRESETS = {"paper": {  # eq. (1)-(3) as written: no projection, no scaling, f' = FFN(f + r~), raw argmax
         "d_model": None, "scaled": False, "post_norm": False, "readout": "paper", "min_segment": 1,
         "boundaries": "argmax", "members": 1,
-    }, "ensemble": {  # the stable configuration (README, "A stable TransParser"): not yet the default,
+    }, "ensemble": {  # the stable configuration (docs/results/stability.md): not yet the default,
         # because its threshold is absolute and a model whose attention stays near uniform (tiny
         # models, few epochs) finds no boundary with it
         "boundaries": "change", "members": 5,

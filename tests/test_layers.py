@@ -1,4 +1,4 @@
-"""The layer rule (README, "Layout"; contracts in .importlinter): data imports no stage, extract
+"""The layer rule (docs/architecture.md; contracts in .importlinter): data imports no stage, extract
 and evaluate import only data, parse imports no tsn, the other stages use only extract's public API
 (plus the rules inside data). import-linter reads the installed packages'
 imports, so a new import across a layer fails this test and CI."""
