@@ -226,51 +226,6 @@ def write_dataset(out_dir, n_instances: Optional[int] = None, n_classes: Optiona
     atomic_write_text(paths["truth"], json.dumps(truth, indent=1))
     if config.features:
         paths["features"] = out_dir / "features.h5"
-<<<<<<< HEAD
-        feat_rngs = np.random.SeedSequence(seed + 1).spawn(len(items))
-        with atomic_path(paths["features"]) as tmp, FeatureWriter(
-                tmp, settings=ExtractionSettings(backbone="synthetic", weights={"rgb": "none", "flow": "none"},
-                                                 modalities=("rgb", "flow"), dtype=cfg["dtype"], stride=stride),
-                attrs={"synthetic_seed": seed}) as writer:
-            for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not progress):
-                feats = instance_features(cfg, world, si, np.random.default_rng(ss))
-                frames = np.arange(0, len(next(iter(feats.values()))), stride)
-                writer.write(si.instance.key, {m: a[frames] for m, a in feats.items()}, fps=si.instance.fps / stride,
-                             num_frames=si.instance.total_frames, frame_index=frames,
-                             timestamps=frames_to_seconds(frames, si.instance.fps), frame_rate=si.instance.fps)
-    if videos or sources:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from ..machinery.ffmpeg import encode_video
-
-        vid_rngs = np.random.SeedSequence(seed + 2).spawn(len(items))
-        jobs = []
-        if videos:
-            paths["videos"] = out_dir / "videos"
-            jobs += [(paths["videos"] / f"{si.instance.key}.mp4", si.fps,
-                      lambda si=si, ss=ss: instance_frames(cfg, world, si, np.random.default_rng(ss)))
-                     for si, ss in zip(items, vid_rngs)]
-        if sources:
-            paths["sources"] = out_dir / "sources"
-            groups = {}
-            for si, ss in zip(items, vid_rngs):
-                groups.setdefault(si.instance.youtube_id, []).append((si, ss))
-            for yid, members in groups.items():
-                members.sort(key=lambda m: m[0].instance.start)
-                group, seeds = [m[0] for m in members], [m[1] for m in members]
-                jobs.append((paths["sources"] / f"{yid}.mp4", group[0].fps,
-                             lambda g=group, s=seeds: _source_frames(cfg, world, g, s)))
-
-        def render(job):
-            target, fps, frames = job
-            encode_video(frames(), target, fps)
-
-        # ffmpeg encodes in its own process while the next video renders
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-            for _ in tqdm(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video",
-                          disable=not progress):
-                pass
-=======
         _write_features(config, cfg, world, items, paths["features"])
     if config.videos or config.sources:
         paths.update(_write_videos(config, cfg, world, items, out_dir))
@@ -305,7 +260,7 @@ def _write_features(config: SynthConfig, cfg, world, items, path) -> None:
             frames = np.arange(0, len(next(iter(feats.values()))), stride)
             writer.write(si.instance.key, {m: a[frames] for m, a in feats.items()}, fps=si.instance.fps / stride,
                          num_frames=si.instance.total_frames, frame_index=frames,
-                         timestamps=frames / si.instance.fps, frame_rate=si.instance.fps)
+                         timestamps=frames_to_seconds(frames, si.instance.fps), frame_rate=si.instance.fps)
 
 
 def _write_videos(config: SynthConfig, cfg, world, items, out_dir: Path) -> dict:
@@ -344,5 +299,4 @@ def _write_videos(config: SynthConfig, cfg, world, items, out_dir: Path) -> dict
         for _ in tqdm(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video",
                       disable=not config.progress):
             pass
->>>>>>> options
     return paths
