@@ -119,6 +119,7 @@ def synthetic(path, *, check: bool = True, **settings) -> Path:
     that reads whatever dataset it is given; ``settings`` only say what to make when it is missing).
     A folder without the marker (made by something else, or before the harness) is refused."""
     path = Path(path)
+    settings.pop("progress", None)  # generated quietly
     want = canonical_settings(settings)
     marker = path / MARKER
     if marker.is_file():
