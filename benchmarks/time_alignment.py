@@ -86,7 +86,7 @@ def round_trip(root: Path, instances, name: str, sampling: Sampling) -> dict:
             errors.extend(pred[np.argmin(np.abs(pred[:, None] - gt[None]), axis=0)] - gt if len(pred) else [])
         res = evaluate_tapos(ann.split("val"), preds, absolute=(5,))
         errors = np.asarray(errors)
-        out[rule] = {"mean error (frames)": float(errors.mean()), "mean |error|": float(np.abs(errors).mean()),
+        out[rule] = {"mean error (frames)": float(errors.mean()), "mean abs error": float(np.abs(errors).mean()),
                      "F1@5 frames": float(res.absolute.f1[0])}
     return out
 
