@@ -70,7 +70,8 @@ def parse(ap: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
 # --- results files ---------------------------------------------------------------------------------
 def header(command: str) -> str:
     """``<!-- written by: python benchmarks/x.py ARGS (2026-01-02 03:04 UTC, commit abc1234) -->``: a
-    results file's first line (``+changes`` after the commit when the checkout had uncommitted edits)."""
+    results file's first line (``+changes`` after the commit when the checkout had uncommitted edits
+    outside ``benchmarks/results/``: results rewritten by an earlier run do not count)."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"<!-- written by: {command} ({when}{_commit()}) -->"
 
@@ -79,8 +80,8 @@ def _commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=HERE).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=HERE).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)benchmarks/results"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     except (OSError, subprocess.CalledProcessError):  # not a git checkout (an unpacked release)
         return ""
     return f", commit {head}{'+changes' if dirty else ''}"
