@@ -60,6 +60,8 @@ demo: install
 	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling aligned --segments 3 --epochs 30 --out $(DEMO)/tsn/aligned
 	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling parsed --boundaries $(DEMO)/tsn/parsed_transparser.json --label "parsed (TransParser)" --segments 3 --epochs 30 --out $(DEMO)/tsn/parsed
 	$(BIN)/tapos-tsn table $(DEMO)/tsn/uniform $(DEMO)/tsn/aligned $(DEMO)/tsn/parsed --out $(DEMO)/tsn_table.md
+	# what was written where, and the headline numbers next to chance (also in $(DEMO)/summary.md)
+	$(BIN)/python benchmarks/demo_summary.py $(DEMO)
 
 # An independent BNInception (pretrainedmodels 0.7.4, BSD; its file imports only torch) that the
 # tests compare ours with on the same weights. Without network its parity test is skipped.

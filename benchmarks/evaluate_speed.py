@@ -2,12 +2,16 @@
 and the GEBD protocol with 5 annotators per video; compared in the same run with a plain-loop
 transcription of the protocol (one threshold at a time, column deletion as the challenge code).
 
-    python benchmarks/evaluate_speed.py [--instances 2000] [--repeat 5]
+    python benchmarks/evaluate_speed.py [--instances 2000] [--repeat 5] [--out benchmarks/results]
+
+Writes ``evaluate_speed.md``.
 """
-import argparse
+import os
 import time
 
 import numpy as np
+
+import harness
 
 from tapos.data.annotations import Instance
 from tapos.data.gebd import GebdVideo
@@ -54,19 +58,23 @@ def best_of(fn, repeat):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.arguments(__file__, __doc__)
     ap.add_argument("--instances", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
+    args = harness.parse(ap)
     instances, frames, gebd, seconds = make_data(args.instances, np.random.default_rng(0))
     t_tapos = best_of(lambda: evaluate_tapos(instances, frames), args.repeat)
     t_gebd = best_of(lambda: evaluate_gebd(gebd, seconds), args.repeat)
     t_loop = best_of(lambda: loop_reference(gebd, seconds, RELATIVE_THRESHOLDS), 1)
-    print(f"{'case':<48} {'seconds':>8} {'vs loop':>8}")
-    print(f"{'tapos protocol, 1 annotator, 20 thresholds':<48} {t_tapos:8.3f} {'':>8}")
-    print(f"{'gebd protocol, 5 annotators, 10 thresholds':<48} {t_gebd:8.3f} {t_loop / t_gebd:7.1f}x")
-    print(f"{'plain-loop transcription, gebd, 10 thresholds':<48} {t_loop:8.3f} {1.0:7.1f}x")
-    print(f"({args.instances} instances; target: tapos protocol well under 1 s)")
+    rows = [("tapos protocol, 1 annotator, 20 thresholds", t_tapos, ""),
+            ("gebd protocol, 5 annotators, 10 thresholds", t_gebd, f"{t_loop / t_gebd:.1f}x"),
+            ("plain-loop transcription, gebd, 10 thresholds", t_loop, "1.0x")]
+    text = "\n".join([f"Evaluation speed on {os.cpu_count()} CPU cores: {args.instances} instances, best of "
+                      f"{args.repeat} runs (the plain loop: one run). Target: the tapos protocol well under 1 s.", "",
+                      "| case | seconds | speed-up over the loop |", "|---|---|---|",
+                      *(f"| {case} | {sec:.3f} | {ratio} |" for case, sec, ratio in rows)])
+    print(text)
+    harness.write_report(args, "evaluate_speed.md", text)
 
 
 if __name__ == "__main__":

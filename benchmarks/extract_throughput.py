@@ -30,6 +30,8 @@ The default video set (12 synthetic videos of 456x256, "256p", 3-8 s) is generat
     python benchmarks/extract_throughput.py --device cuda             # + fp16/bf16 rows, batch 128
     python benchmarks/extract_throughput.py --instances 3 --repeats 2 # a quick check
     python benchmarks/extract_throughput.py --videos my_videos/ --batch-size 64 --threads 8
+
+Writes ``extract_throughput_<modalities>_<device>{tag}.md`` (e.g. ``extract_throughput_rgb_cpu.md``).
 """
 import argparse
 import os
@@ -43,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+import harness
 from tapos.extract.inputs import CROP
 
 BENCH_ROOT = Path("/tmp/tapos_extract_bench")
@@ -62,18 +65,9 @@ def parse_size(text: str):
 
 def synthetic_videos(instances: int, size) -> Path:
     """The synthetic video set, generated once per (instances, size) below BENCH_ROOT."""
-    from tapos.data.synth import write_dataset
-
     w, h = size
-    root = BENCH_ROOT / f"n{instances}_{w}x{h}"
-    done = root / ".complete"
-    if not done.exists():
-        t = time.perf_counter()
-        write_dataset(root, n_instances=instances, n_classes=4, seed=0, videos=True, progress=False,
-                      video_size=[w, h])
-        done.write_text("ok\n")
-        print(f"generated {instances} videos of {w}x{h} in {root / 'videos'} in {time.perf_counter() - t:.0f} s",
-              flush=True)
+    root = harness.synthetic(BENCH_ROOT / f"n{instances}_{w}x{h}", n_instances=instances, n_classes=4, seed=0,
+                             videos=True, video_size=[w, h])
     return root / "videos"
 
 
@@ -209,28 +203,15 @@ def combined(rates):
     return 1.0 / sum(1.0 / r for r in rates)
 
 
-def print_table(rows):
-    try:
-        import pandas as pd
+def table(rows) -> str:
+    """``rows`` (dicts) as a markdown table."""
+    import pandas as pd
 
-        print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
-        return
-    except ImportError:  # pandas or tabulate missing: plain aligned text
-        pass
-    cols = list(rows[0])
-    cells = [[c for c in cols]] + [[f"{r[c]:.1f}" if isinstance(r[c], float) else str(r[c]) for c in cols]
-                                   for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    for k, row in enumerate(cells):
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    ap = harness.arguments(__file__, __doc__, tag=True)
     ap.add_argument("--videos", help="folder of videos (default: a synthetic set generated once into "
                                      f"{BENCH_ROOT})")
     ap.add_argument("--instances", type=int, default=12, help="videos of the synthetic set (default 12)")
@@ -247,7 +228,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5, help="timed batches per model row (median; default 5)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed batches first (default 1 CPU, 5 CUDA)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: all cores)")
-    args = ap.parse_args()
+    args = harness.parse(ap)
 
     import torch
 
@@ -275,9 +256,9 @@ def main():
         name = torch.cuda.get_device_name(torch.device(args.device))
     else:
         name = f"CPU, {threads} torch threads of {os.cpu_count()} cores"
-    print(f"device: {name}; torch {torch.__version__}; batch {batch_size}; modalities {'+'.join(modalities)}"
-          + (f" (flow: {args.flow})" if "flow" in modalities else "")
-          + f"; {len(clips)} videos in {videos}", flush=True)
+    setting = (f"device: {name}; torch {torch.__version__}; batch {batch_size}; modalities {'+'.join(modalities)}"
+               + (f" (flow: {args.flow})" if "flow" in modalities else "") + f"; {len(clips)} videos in {videos}")
+    print(setting, flush=True)
 
     rows = []
 
@@ -351,23 +332,24 @@ def main():
     add("model only", "+".join(modalities), f"folded {precision}, per frame of all", model_only,
         note=f"pipeline/model ratio {ratio:.2f}, target >= {CPU_RATIO_TARGET}: {verdict}")
 
-    print()
-    print_table(rows)
-    print()
-    speedups = ", ".join(f"{m} {folded[(m, 'fp32')] / eager_rates[m]:.2f}x" for m in modalities)
-    print(f"folded + channels_last over eager (fp32): {speedups}")
-    print(f"pipeline/model ratio: {ratio:.2f} (pipeline {report.rows / net_s:.1f} frames/s without the "
-          f"{build_s:.1f} s model construction, model only {model_only:.1f} frames/s); "
-          f"target >= {CPU_RATIO_TARGET} on CPU: {verdict}")
+    notes = ["folded + channels_last over eager (fp32): "
+             + ", ".join(f"{m} {folded[(m, 'fp32')] / eager_rates[m]:.2f}x" for m in modalities),
+             f"pipeline/model ratio: {ratio:.2f} (pipeline {report.rows / net_s:.1f} frames/s without the "
+             f"{build_s:.1f} s model construction, model only {model_only:.1f} frames/s); "
+             f"target >= {CPU_RATIO_TARGET} on CPU: {verdict}"]
     if not cuda:
         model_cpu = sum(folded_cpu[(m, precision)] for m in modalities)
-        print(f"CPU cost per frame: model {model_cpu * 1e3:.1f} ms + decode {cpu_n / frames_n * 1e3:.1f} ms "
-              f"(pipeline measured: {pipe_cpu / max(report.rows, 1) * 1e3:.1f} ms incl. construction); with "
-              f"every core busy the ratio cannot exceed about {model_cpu / (model_cpu + cpu_n / frames_n):.2f}")
-    print(f"host only (no network): {host_rate:.1f} frames/s with {decoders} decoders, {host_ms * 1e3:.2f} CPU ms "
-          f"per frame, so about {1 / host_ms:.0f} frames/s per core can be fed to a GPU")
-    print(f"decode only: {frames / dec1:.1f} frames/s with 1 reader, {frames_n / dec_n:.1f} with {decoders}; "
-          f"{report.rows} frames, {len(report.done)} videos extracted, {len(report.failed)} failed")
+        notes.append(f"CPU cost per frame: model {model_cpu * 1e3:.1f} ms + decode {cpu_n / frames_n * 1e3:.1f} ms "
+                     f"(pipeline measured: {pipe_cpu / max(report.rows, 1) * 1e3:.1f} ms incl. construction); with "
+                     f"every core busy the ratio cannot exceed about {model_cpu / (model_cpu + cpu_n / frames_n):.2f}")
+    notes += [f"host only (no network): {host_rate:.1f} frames/s with {decoders} decoders, {host_ms * 1e3:.2f} CPU ms "
+              f"per frame, so about {1 / host_ms:.0f} frames/s per core can be fed to a GPU",
+              f"decode only: {frames / dec1:.1f} frames/s with 1 reader, {frames_n / dec_n:.1f} with {decoders}; "
+              f"{report.rows} frames, {len(report.done)} videos extracted, {len(report.failed)} failed"]
+    text = "\n".join([setting + ".", "", table(rows), "", *(f"- {n}" for n in notes)])
+    print(f"\n{text}")
+    device = torch.device(args.device).type
+    harness.write_report(args, f"extract_throughput_{'_'.join(modalities)}_{device}{args.tag}.md", text)
 
 
 if __name__ == "__main__":

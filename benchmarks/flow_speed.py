@@ -23,11 +23,10 @@ features that ``tapos-extract --modality flow`` gives with ``--flow tvl1`` and `
     python benchmarks/flow_speed.py                        # CPU, about 5 minutes on 2 cores
     python benchmarks/flow_speed.py --device cuda          # + the GPU rows (benchmarks/gpu_check.sh)
     python benchmarks/flow_speed.py --pairs 4 --feature-clips 1   # a quick check
+
+Writes ``flow_speed.md`` and ``flow_speed.csv``; the clips are generated once into /tmp/tapos_flow_bench.
 """
-import argparse
 import os
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+import harness
 from tapos.extract.flow import FlowComputer, quantize
 from tapos.extract.inputs import FLOW_SIZE
 from tapos.extract.tvl1 import TVL1, opencv_tvl1
@@ -75,12 +75,8 @@ def texture_frames(n: int, seed: int = 0):
 
 def clip_videos(n: int) -> list:
     """Synthetic videos (generated once below CLIPS_ROOT)."""
-    from tapos.data.synth import write_dataset
-
-    root = CLIPS_ROOT / f"n{n}"
-    if not (root / ".complete").exists():
-        write_dataset(root, n_instances=n, n_classes=2, seed=0, videos=True, progress=False, video_size=[456, 256])
-        (root / ".complete").write_text("ok\n")
+    root = harness.synthetic(CLIPS_ROOT / f"n{n}", n_instances=n, n_classes=2, seed=0, videos=True,
+                             video_size=[456, 256])
     return sorted((root / "videos").glob("*.mp4"))[:n]
 
 
@@ -182,15 +178,14 @@ def feature_cosines(videos, seconds: float) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.arguments(__file__, __doc__)
     ap.add_argument("--pairs", type=int, default=8, help="pairs of each frame set (texture, clips)")
     ap.add_argument("--threaded-pairs", type=int, default=2, help="pairs for tvl1-torch on all cores")
     ap.add_argument("--feature-clips", type=int, default=2, help="clips whose flow features are compared")
     ap.add_argument("--feature-seconds", type=float, default=0.4, help="seconds cut from each of them")
     ap.add_argument("--compile-cpu", action="store_true", help="also tvl1-torch compiled on CPU (minutes to compile)")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU rows as well")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
+    args = harness.parse(ap)
     cores = len(os.sched_getaffinity(0))
     tex, truth = texture_frames(args.pairs + 1)
     videos = clip_videos(2)
@@ -235,16 +230,13 @@ def main():
 
     tables = (speed.to_markdown(index=False, floatfmt=".3f") + "\n\n" + acc.to_markdown(index=False, floatfmt=".6f"))
     print(tables)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "none (the GPU rows are unmeasured)"
-    header = (f"Written by `{cmd}` on {cores} CPU cores (GPU: {gpu}), torch {torch.__version__}, OpenCV "
-              f"{cv2.__version__}: {len(i0)} frame pairs of {W}x{H} ({n_tex} of a moving texture with known motion, "
-              f"{len(i0) - n_tex} of synthetic clips), OpenCV DualTVL1's defaults for both TV-L1s. GPU target: "
-              f">= {GPU_TARGET:.0f} pairs/s on one H200.\n\n")
-    (out / "flow_speed.md").write_text(header + tables + "\n")
-    pd.concat([speed.assign(table="speed"), acc.assign(table="agreement")]).to_csv(out / "flow_speed.csv", index=False)
+    harness.write_report(args, "flow_speed.md",
+                         f"On {cores} CPU cores (GPU: {gpu}), torch {torch.__version__}, OpenCV {cv2.__version__}: "
+                         f"{len(i0)} frame pairs of {W}x{H} ({n_tex} of a moving texture with known motion, "
+                         f"{len(i0) - n_tex} of synthetic clips), OpenCV DualTVL1's defaults for both TV-L1s. GPU "
+                         f"target: >= {GPU_TARGET:.0f} pairs/s on one H200.\n\n{tables}")
+    harness.write_csv(args, "flow_speed.csv", pd.concat([speed.assign(table="speed"), acc.assign(table="agreement")]))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@
 #   3. the same for RGB + DIS flow;
 #   4. TV-L1 flow (benchmarks/flow_speed.py --device cuda): tvl1-torch at batch 1..64 and
 #      compiled, against OpenCV's CPU DualTVL1, target >= 200 pairs/s at 340x256.
+# Each benchmark writes its results file into OUTDIR (extract_throughput_rgb_cuda.md,
+# extract_throughput_rgb_flow_cuda.md, flow_speed.md and .csv; see benchmarks/README.md), beside the logs;
+# copy them into benchmarks/results/ to publish them.
 # Needs tapos importable (pip install -e . or PYTHONPATH) and a torch that sees the GPU.
 # Usage: bash benchmarks/gpu_check.sh [OUTDIR]      (logs and tables land in OUTDIR, default gpu_check/)
 set -u
@@ -30,13 +33,15 @@ timeout 200 $python -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | t
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 timeout 120 $python -m pytest -q -p no:cacheprovider tests/test_tvl1_torch.py -k cuda 2>&1 | tee "$out/test_tvl1_cuda.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
-timeout 180 $python benchmarks/extract_throughput.py --device cuda --instances 48 2>&1 | tee "$out/throughput_rgb.txt"
+timeout 180 $python benchmarks/extract_throughput.py --device cuda --instances 48 --out "$out" 2>&1 \
+  | tee "$out/throughput_rgb.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
-timeout 150 $python benchmarks/extract_throughput.py --device cuda --instances 24 --modality rgb,flow --flow dis 2>&1 \
+timeout 150 $python benchmarks/extract_throughput.py --device cuda --instances 24 --modality rgb,flow --flow dis \
+  --out "$out" 2>&1 \
   | tee "$out/throughput_rgb_flow.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 # few OpenCV pairs (about 1 s each on one core); the GPU rows tile them to 64
-timeout 240 $python benchmarks/flow_speed.py --device cuda --pairs 8 --feature-clips 1 --out "$out/flow" 2>&1 \
+timeout 240 $python benchmarks/flow_speed.py --device cuda --pairs 8 --feature-clips 1 --out "$out" 2>&1 \
   | tee "$out/flow_speed.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 exit $status

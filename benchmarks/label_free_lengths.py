@@ -15,16 +15,13 @@ chosen on); val is never read.
 ``tapos-data synth DIR --like tapos_gt_train.pkl --max-instances 1200 --like tapos_gt_val.pkl
 --max-instances 300 --features --stride 3``). Writes ``label_free_lengths.md`` and ``.csv``.
 """
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from seeds import header
+import harness
 from tapos.data import FeatureDataset, load_annotations
-from tapos.data.io import atomic_write_text
 from tapos.data.selection import DEV_FRACTION, selection
 from tapos.parse import FitOptions, get_parser, predict_dataset, validation_scores
 from tapos.parse.count import expected_count, fit_count_model
@@ -56,13 +53,11 @@ def row(method, unit, true, counts, scores) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="a synth --like folder with features.h5")
+    ap = harness.arguments(__file__, __doc__, data=harness.REQUIRED, data_help="a synth --like folder with features.h5")
     ap.add_argument("--embed-epochs", type=int, default=None, help="embed's epochs (default: its own)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    data = Path(args.data)
+    args = harness.parse(ap)
+    data = harness.existing(args.data, "tapos_annotation.json", "features.h5")
     ann = load_annotations(data / "tapos_annotation.json")
     fit = FeatureDataset(data / "features.h5", selection(ann, "dev", DEV_FRACTION).fit, "all", "rgb+flow")
     true = np.array([len(i.boundaries) for i in fit.instances], dtype=float)
@@ -90,17 +85,14 @@ def main():
         rows.append(row(method, unit, true, counts, validation_scores(parser, fit, preds)))
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}), flush=True)
     table = pd.DataFrame(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "label_free_lengths.csv", table.to_csv(index=False))
-    text = [header("label_free_lengths.py"),
-            f"# Label-free lengths on TAPOS's structure ({len(fit)} instances of the fit split of `{data}`, "
+    harness.write_csv(args, "label_free_lengths.csv", table)
+    text = [f"# Label-free lengths on TAPOS's structure ({len(fit)} instances of the fit split of `{data}`, "
             f"{true.mean():.2f} boundaries per instance, seed {args.seed})", "",
             "Read without a selection split, scored on the same fit split (nothing here is val). Count ratios "
             "are predicted over true boundaries per instance (means); the correlation is per instance. The "
             "count model is the one `prior (length)` places boundaries with.", "",
             table.to_markdown(index=False, floatfmt=".3f"), ""]
-    atomic_write_text(out / "label_free_lengths.md", "\n".join(text))
+    harness.write_report(args, "label_free_lengths.md", "\n".join(text))
     print("\n".join(text))
 
 

@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+import harness
+
 METHODS = ["transparser", "kmeans", "isba", "ctm", "tcn", "pa", "tsm", "kcpd", "embed", "prior"]
 NO_EPOCHS = ("pa", "tsm", "kcpd", "prior")  # label-free or content-free: fit records statistics only
 LIKE = Path(__file__).resolve().parents[2] / "shared" / "tapos_gt" / "tapos_gt_train.pkl"
@@ -125,32 +127,20 @@ def one_predict(method: str, data: Path) -> dict:
 
 
 def predict_main(args) -> None:
-    from seeds import header
-    from tapos.data.io import atomic_write_text
-
-    data = Path(args.data)
-    if not (data / "features.h5").exists():
-        from tapos.data.synth import write_dataset
-
-        t = time.time()
-        write_dataset(data, n_instances=VAL_INSTANCES, n_classes=21, seed=0, features=True, dim=1024,
-                      dtype="float16", fps_choices=[25, 30], duration_range=[9.0, 13.0], val_fraction=1.0,
-                      progress=False)
-        print(f"generated {data} in {time.time() - t:.0f} s")
+    # every instance in val, TAPOS-like lengths
+    data = harness.synthetic(args.data, n_instances=VAL_INSTANCES, n_classes=21, seed=0, features=True, dim=1024,
+                             dtype="float16", fps_choices=[25, 30], duration_range=[9.0, 13.0], val_fraction=1.0)
     rows = []
     for r in children(args.methods or PREDICT_METHODS, "--data", str(data), "--one-predict", "{method}"):
         rows.append(r)
         print(f"{r['method']:<8} {r['instances']} inst  {r['instances_per_s']:.1f} inst/s  "
               f"{r['seconds'] / 60:.2f} min  peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
-    text = [header("parse_scale.py"), "",
-            f"Parsing {rows[0]['instances'] if rows else 0} val instances (about 300 rows, 2,048-d float16) on "
+    text = [f"Parsing {rows[0]['instances'] if rows else 0} val instances (about 300 rows, 2,048-d float16) on "
             f"{os.cpu_count()} CPU cores, each method in its own process (HDF5 reads included):", "",
             "| method | instances/s | whole set (min) | peak RSS (GB) |", "|---|---|---|---|"]
     text += [f"| {r['method']} | {r['instances_per_s']:.1f} | {r['seconds'] / 60:.2f} | {r['peak_rss_gb']:.2f} |"
              for r in rows]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "parse_scale_predict.md", "\n".join(text) + "\n")
+    harness.write_report(args, "parse_scale_predict.md", "\n".join(text))
     print("\n".join(text))
 
 
@@ -165,33 +155,17 @@ def structure(data: Path) -> dict:
             "most_subactions": max(i.num_subactions for i in train)}
 
 
-def make_data(args, data: Path) -> None:
-    """Generate ``data`` unless it exists; refuse one made with other settings."""
-    from tapos.data.synth import write_dataset
-
-    want = {"dim": args.dim, "like": [str(Path(args.like).resolve())] if args.like else [],
-            "max_instances": args.max_instances if args.like else None}
-    if (data / "features.h5").exists():
-        cfg = json.loads((data / "synth_truth.json").read_text())["config"]
-        have = {"dim": cfg.get("dim"), "like": [str(Path(r["path"]).resolve()) for r in cfg.get("like", [])],
-                "max_instances": (cfg.get("like") or [{}])[0].get("max_instances")}
-        wrong = [f"{k}={have[k]} (asked: {want[k]})" for k in want if have[k] != want[k]]
-        if wrong:
-            raise SystemExit(f"{data}: generated with other settings: {', '.join(wrong)}; pass another --data")
-        return
-    t = time.time()
+def make_data(args, data: Path) -> Path:
+    """``data``, generated unless it exists; one made with other settings is refused."""
+    common = dict(seed=0, features=True, dim=args.dim, dtype="float16")
     if args.like:
-        write_dataset(data, like=[args.like], max_instances=args.max_instances, seed=0, features=True, dim=args.dim,
-                      dtype="float16", progress=False)
-    else:  # TAPOS-like lengths: 9-13 s at 25-30 fps, about 300 frames per instance
-        write_dataset(data, n_instances=args.instances, n_classes=21, seed=0, features=True, dim=args.dim,
-                      dtype="float16", fps_choices=[25, 30], duration_range=[9.0, 13.0], progress=False)
-    print(f"generated {data} in {time.time() - t:.0f} s")
+        return harness.synthetic(data, like=[args.like], max_instances=args.max_instances, **common)
+    # TAPOS-like lengths: 9-13 s at 25-30 fps, about 300 frames per instance
+    return harness.synthetic(data, n_instances=args.instances, n_classes=21, fps_choices=[25, 30],
+                             duration_range=[9.0, 13.0], **common)
 
 
 def train_table(args, data: Path, rows: list, failed: list) -> str:
-    from seeds import header
-
     st = structure(data)
     size = (data / "features.h5").stat().st_size / 1024 ** 3
     where = (f"the structure of `{Path(args.like).name}` ({'all' if not args.max_instances else 'at most'} "
@@ -202,8 +176,7 @@ def train_table(args, data: Path, rows: list, failed: list) -> str:
     used = min(st["instances"], args.max_train or st["instances"], args.longest or st["instances"])
     subset = (f"; the {used:,} longest train instances" if args.longest else
               f"; the first {used:,} train instances" if used < st["instances"] else "")
-    text = [header("parse_scale.py"), "",
-            f"One epoch of each method (k-means: one pass; {', '.join(NO_EPOCHS)}: fit records the standardisation "
+    text = [f"One epoch of each method (k-means: one pass; {', '.join(NO_EPOCHS)}: fit records the standardisation "
             f"statistics only) in its own process on {os.cpu_count()} CPU cores, over synthetic features laid on "
             f"{where}: {st['frames']:,} frames, the longest instance {st['longest']:,} frames, at most "
             f"{st['most_subactions']} sub-actions; {rows_note}; {args.dim * 2}-d float16 (rgb + flow, {args.dim} "
@@ -220,9 +193,9 @@ def train_table(args, data: Path, rows: list, failed: list) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None, help="the cache (default: /tmp/tapos_scale_like with --like, "
-                    "/tmp/tapos_scale without, /tmp/tapos_val_scale with --predict)")
+    ap = harness.arguments(__file__, __doc__, data=None, tag=True,
+                           data_help="the cache (default: /tmp/tapos_scale_like with --like, /tmp/tapos_scale "
+                                     "without, /tmp/tapos_val_scale with --predict)")
     ap.add_argument("--like", default=str(LIKE) if LIKE.is_file() else None, metavar="ANNOTATIONS",
                     help=f"lay the cache over this annotation file's structure (default: {LIKE} when it exists)")
     ap.add_argument("--no-like", dest="like", action="store_const", const=None,
@@ -234,14 +207,12 @@ def main():
     ap.add_argument("--max-train", type=int, default=0, help="train on at most this many instances (0: all)")
     ap.add_argument("--longest", type=int, default=0, help="train on the N longest train instances only (a stress "
                     "test of the batches that decide peak memory)")
-    ap.add_argument("--tag", default="", help="suffix of the results file's name (parse_scale<tag>.md)")
     ap.add_argument("--methods", nargs="+", default=None, help=f"default: {' '.join(METHODS)} "
                     f"(with --predict: {' '.join(PREDICT_METHODS)})")
     ap.add_argument("--predict", action="store_true", help="label-free parsing speed on a TAPOS-sized val set")
-    ap.add_argument("--out", default="benchmarks/results", help="where the table is written")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--one-predict", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = harness.parse(ap)
     if args.predict:
         args.data = args.data or "/tmp/tapos_val_scale"
     data = Path(args.data or ("/tmp/tapos_scale_like" if args.like else "/tmp/tapos_scale"))
@@ -268,12 +239,8 @@ def main():
         rows.append(r)
         print(f"{r['method']:<12} {r['instances']:>6} inst  {r['instances_per_s']:8.2f} inst/s  "  # no-epoch methods: no training
               f"peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
-    from tapos.data.io import atomic_write_text
-
     text = train_table(args, data, rows, failed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / f"parse_scale{args.tag}.md", text)
+    harness.write_report(args, f"parse_scale{args.tag}.md", text)
     print(text)
 
 

@@ -20,7 +20,7 @@ seeds; tables give mean ± std and the seeds in which one row is ahead of anothe
 - Figure 7's layout: F1, precision and recall of every Table 2 method at each relative and
   absolute threshold (mean over seeds, shaded ± std).
 
-    python benchmarks/parsing_table.py [--data demo] [--seeds 5] [--jobs 2] [--no-table3]
+    python benchmarks/parsing_table.py [--data /tmp/bench_demo] [--seeds 5] [--jobs 2] [--no-table3]
         [--set transition=1.5 --set drift_in_segment=1.0 --tag _hard] [--resume] [--out benchmarks/results]
     python benchmarks/parsing_table.py --data /tmp/tapos_like --tag _tapos_like \
         --like ../shared/tapos_gt/tapos_gt_train.pkl --max-instances 1200 \
@@ -42,7 +42,6 @@ rest. Writes ``parsing_runs{tag}.csv`` (one row per table, configuration and see
 ``parsing_curves{tag}.csv`` (per threshold), ``parsing_tables{tag}.md`` (with the command that
 wrote it) and ``parsing_f1_threshold{tag}.png`` to ``--out``.
 """
-import argparse
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -51,15 +50,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from seeds import ahead, header, mean_std, spread
+import harness
+from seeds import ahead, mean_std, spread
 from tapos.data import FeatureDataset, TaposError, load_annotations
-from tapos.data.features import FeatureReader
-from tapos.data.io import atomic_write_text
 from tapos.data.priors import oracle_count_predictions
 from tapos.data.machinery.cli_utils import parse_overrides
 from tapos.data.machinery.plotting import pyplot, save_figure
 from tapos.data.selection import DEV_FRACTION, selection
-from tapos.data.synth import DEFAULTS as SYNTH_DEFAULTS, write_dataset
+from tapos.data.synth import DEFAULTS as SYNTH_DEFAULTS
 from tapos.evaluate import evaluate_tapos
 from tapos.parse import PARSERS, FitOptions, get_parser, predict_dataset, validation_scores
 from tapos.parse.count import fit_count_model
@@ -238,7 +236,6 @@ def tables(runs: pd.DataFrame, train_n, dev_n, val_n, args) -> str:
     what = (f"synthetic features over the structure of {' and '.join(Path(p).name for p in args.like)}"
             if args.like else "the synthetic benchmark")
     text = [
-        header("parsing_table.py"),
         f"# Parsing on {what} ({train_n} fit / {dev_n} dev / {val_n} val instances, "
         f"{args.modality}{f', a row every {args.stride} frames' if args.stride > 1 else ''}, seeds 0..{args.seeds - 1}"
         f"{', data ' + ' '.join(args.set) if args.set else ''})",
@@ -275,9 +272,8 @@ def tables(runs: pd.DataFrame, train_n, dev_n, val_n, args) -> str:
     return "\n".join(text)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="demo", help="synthetic dataset folder (made if missing)")
+def arguments():
+    ap = harness.arguments(__file__, __doc__, data="/tmp/bench_demo", seeds=5, resume=True, jobs=True, tag=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="synthetic generator setting for a dataset made here (repeatable)")
     ap.add_argument("--like", action="append", default=[], metavar="ANNOTATIONS",
@@ -285,7 +281,6 @@ def main():
     ap.add_argument("--max-instances", action="append", type=int, default=[], metavar="N",
                     help="at most N instances of each --like file (once for all, or once per --like)")
     ap.add_argument("--stride", type=int, default=1, help="a dataset made here keeps every S-th frame (tapos-data synth --stride)")
-    ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 of every configuration")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of the trained methods (default: theirs)")
     ap.add_argument("--modality", default="rgb+flow")
     ap.add_argument("--dev-fraction", type=float, default=DEV_FRACTION)
@@ -293,27 +288,15 @@ def main():
     ap.add_argument("--methods", nargs="+", default=None, help="run only these methods' configurations")
     ap.add_argument("--configs", nargs="+", default=None, metavar="JOB",
                     help="run only these configurations (names as printed, e.g. 'ensemble: x2 + local loss')")
-    ap.add_argument("--jobs", type=int, default=1, help="fits run in parallel (processes of one thread each)")
-    ap.add_argument("--resume", action="store_true", help="keep the runs already written, run the others")
-    ap.add_argument("--tag", default="", help="suffix of the output file names")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    data = Path(args.data)
+    return ap
+
+
+def main():
+    args = harness.parse(arguments())
     settings = parse_overrides(args.set, {**SYNTH_DEFAULTS, "seed": 0})  # seed: the dataset's own
     like = {"like": args.like, "max_instances": args.max_instances or None} if args.like else {}
-    if not (data / "features.h5").exists():
-        write_dataset(data, features=True, progress=False, stride=args.stride, **like, **settings)
-    made_with = json.loads((data / "synth_truth.json").read_text())["config"] if (data / "synth_truth.json").exists() else {}
-    wrong = {k: v for k, v in settings.items() if made_with.get(k) != v}
-    if [Path(r["path"]).resolve() for r in made_with.get("like", [])] != [Path(p).resolve() for p in args.like]:
-        wrong["like"] = args.like
-    made_with["stride"] = FeatureReader(data / "features.h5").settings().stride
-    if made_with["stride"] != args.stride:
-        wrong["stride"] = args.stride
-    if wrong:
-        raise SystemExit(f"{data}: generated with other settings ({', '.join(f'{k}={made_with.get(k)}' for k in wrong)})")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    data = harness.synthetic(args.data, features=True, stride=args.stride, **like, **settings)
+    out = args.out
     paths = {k: out / f"parsing_{k}{args.tag}.{ext}" for k, ext in
              (("runs", "csv"), ("curves", "csv"), ("tables", "md"), ("f1_threshold", "png"))}
     rows, curves = [], []
@@ -326,9 +309,9 @@ def main():
             and (args.configs is None or j["job"] in args.configs)]
     order = {j["job"]: i for i, j in enumerate(jobs(True))}
 
-    def save():
-        atomic_write_text(paths["runs"], pd.DataFrame(rows).to_csv(index=False))  # after every fit: a crash keeps the rest
-        atomic_write_text(paths["curves"], pd.DataFrame(curves).to_csv(index=False))
+    def save():  # after every fit: a crash keeps the rest
+        harness.write_csv(args, paths["runs"].name, pd.DataFrame(rows))
+        harness.write_csv(args, paths["curves"].name, pd.DataFrame(curves))
 
     init = (str(data), args.modality, args.dev_fraction, 1 if args.jobs > 1 else 0)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=load, initargs=init) as pool:
@@ -352,7 +335,7 @@ def main():
     free = set(t2.config[t2.supervision == "none"])
     plot_curves(curve_df[curve_df.seed < args.seeds], shown, free, paths["f1_threshold"])
     text += f"\nFigure: `{paths['f1_threshold'].name}` (Figure 7's layout: {', '.join(shown)}).\n"
-    atomic_write_text(paths["tables"], text)
+    harness.write_report(args, paths["tables"].name, text)
     print(text)
 
 

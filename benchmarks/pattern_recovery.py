@@ -10,36 +10,29 @@ default (supervised ones selected on dev; ``embed`` and k-means read no boundary
 val; the summary is mean +- std over seeds, with the seeds in which TransParser is ahead.
 
     python benchmarks/pattern_recovery.py [--data /tmp/tapos_patterns] [--seeds 5] [--methods transparser kmeans isba embed]
+
+Writes ``pattern_recovery{tag}.md`` and ``.csv``; the models go to ``--data``/models.
 """
-import argparse
 import json
 import time
-from pathlib import Path
 
 import pandas as pd
 
-from seeds import ahead, header, mean_std
+import harness
+from seeds import ahead, mean_std
 from tapos.data import FeatureDataset, load_annotations
-from tapos.data.io import atomic_write_text
-from tapos.data.synth import write_dataset
 from tapos.parse.analyze import analyze, methods_with_patterns
 from tapos.parse import PARSERS, validation_scores
 from tapos.parse.run import train
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/tmp/tapos_patterns")
-    ap.add_argument("--seeds", type=int, default=5)
+    ap = harness.arguments(__file__, __doc__, data="/tmp/tapos_patterns", seeds=5, tag=True)
     ap.add_argument("--methods", nargs="*", default=methods_with_patterns(), help="default: every method with patterns")
     ap.add_argument("--epochs", type=int, default=None, help="default: each method's own")
     ap.add_argument("--set", dest="overrides", default="{}", help="method options as JSON, e.g. '{\"pattern_mi\": 0.1}'")
-    ap.add_argument("--tag", default="", help="suffix of the result files and model directories")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    data = Path(args.data)
-    if not (data / "features.h5").exists():
-        write_dataset(data, seed=0, features=True, progress=False)  # the default dataset (as `make demo`)
+    args = harness.parse(ap)
+    data = harness.synthetic(args.data, check=False, features=True)  # when missing: the default (as `make demo`)
     feats, ann, truth = data / "features.h5", data / "tapos_annotation.json", data / "synth_truth.json"
     val = FeatureDataset(feats, load_annotations(ann), "val", "rgb+flow")
     rows = []
@@ -66,14 +59,12 @@ def main():
         for c in ("recovered", "NMI"):
             won = ahead(df, "method", ours, c)
             summary[f"TransParser ahead ({c})"] = [won.get(m, "—") for m in summary.index]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / f"pattern_recovery{args.tag}.csv", df.to_csv(index=False))
-    text = (f"{header('pattern_recovery.py')}\n\n"
-            f"Mean ± std over {args.seeds} seeds (selected on dev, scored on val):\n\n{summary.to_markdown()}\n\n"
+    harness.write_csv(args, f"pattern_recovery{args.tag}.csv", df)
+    text = (f"Mean ± std over {args.seeds} seeds (selected on dev, scored on val):\n\n{summary.to_markdown()}\n\n"
             f"Per run:\n\n{df.to_markdown(index=False, floatfmt='.3f')}\n")
-    atomic_write_text(out / f"pattern_recovery{args.tag}.md", text)
+    harness.write_report(args, f"pattern_recovery{args.tag}.md", text)
     print(text)
+
 
 if __name__ == "__main__":
     main()

@@ -10,18 +10,15 @@ unpickler) from ``--gt-dir`` (default: ``shared/tapos_gt`` beside the repository
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from seeds import header
-
+import harness
 from tapos.data import load_annotations, load_gebd
 from tapos.data.errors import TaposError
-from tapos.data.io import atomic_write_text
 from tapos.data.priors import BoundaryPrior, fit_prior, oracle_count_predictions, prior_predictions
 from tapos.data.stats import boundary_histogram
 from tapos.evaluate import evaluate_gebd, evaluate_tapos
@@ -88,11 +85,10 @@ def statistics(train, val) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = harness.arguments(__file__, __doc__)
     ap.add_argument("--gt-dir", type=Path, default=ROOT.parent / "shared" / "tapos_gt",
                     help="folder with tapos_gt_train.pkl and tapos_gt_val.pkl")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    args = ap.parse_args(argv)
+    args = harness.parse(ap, argv)
     paths = {s: args.gt_dir / f"tapos_gt_{s}.pkl" for s in ("train", "val")}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
@@ -138,7 +134,6 @@ def main(argv=None) -> int:
 
     md = lambda df, fmt=".3f": df.to_markdown(floatfmt=fmt, missingval="—")  # noqa: E731
     text = "\n".join([
-        header("real_tapos.py"),
         "# What chance scores on real TAPOS",
         "",
         f"Ground truth: `{paths['train'].name}` ({len(train)} instances) and `{paths['val'].name}` ({len(val)}), "
@@ -189,9 +184,8 @@ def main(argv=None) -> int:
         f"ours (this val file has {int(stats.loc['val', 'boundaries'])} boundaries).",
         "",
     ])
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "real_tapos.md", text)
-    atomic_write_text(args.out / "real_tapos.csv", table.to_csv())
+    harness.write_report(args, "real_tapos.md", text)
+    harness.write_csv(args, "real_tapos.csv", table, index=True)
     print(text)
     return 0
 

@@ -1,37 +1,11 @@
 """Results over seeds, the same way in every benchmark: mean ± std per configuration, the spread
-(max - min), in how many seeds one configuration is ahead of another (seed s against seed s), and
-the header that names the command which wrote a results file.
+(max - min), and in how many seeds one configuration is ahead of another (seed s against seed s).
 
 The benchmark scripts import it as a sibling module (``python benchmarks/x.py`` puts
 ``benchmarks/`` on the path)."""
 from __future__ import annotations
 
-import sys
-from datetime import datetime, timezone
-from pathlib import Path
-
 import pandas as pd
-
-
-def header(script: str) -> str:
-    """``<!-- written by: python benchmarks/<script> <args> (time, commit) -->``: a results file's
-    first line (the commit is the checkout's HEAD, ``+changes`` when its tree had uncommitted edits)."""
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!-- written by: python benchmarks/{script} {' '.join(sys.argv[1:])} ({when}{_commit()}) -->".replace(
-        "  ", " ")
-
-
-def _commit() -> str:
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return f", commit {head}{'+changes' if dirty else ''}"
 
 
 def mean_std(runs: pd.DataFrame, by: str, metrics, digits: int = 4) -> pd.DataFrame:

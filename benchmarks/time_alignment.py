@@ -10,16 +10,16 @@ frames (prediction minus truth), the mean absolute error, and the TAPOS F1 at an
 threshold of 5 frames. Target: |mean error| < 0.5 frame and F1@5 >= 0.99 at every sampling.
 
     python benchmarks/time_alignment.py [--clips 24] [--out benchmarks/results]
+
+Writes ``time_alignment.md`` and ``time_alignment.csv``.
 """
-import argparse
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+import harness
 from tapos.data import FeatureDataset, FeatureWriter, load_annotations, save_annotations
 from tapos.data.annotations import Instance
 from tapos.data.clock import row_boundary_frames
@@ -92,11 +92,10 @@ def round_trip(root: Path, instances, name: str, sampling: Sampling) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.arguments(__file__, __doc__)
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
+    args = harness.parse(ap)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -107,15 +106,12 @@ def main():
     df = pd.DataFrame(rows)
     table = df.to_markdown(index=False, floatfmt=".3f")
     print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     n_bounds = sum(len(i.boundaries) for i in instances)
-    header = (f"Written by `{cmd}`: {args.clips} clips at {RATE} fps ({n_bounds} boundaries, sub-actions of at "
-              f"least {MIN_GAP} frames), decoded as tapos-extract decodes them, a perfect parser's rows mapped "
-              "back to annotation frames.\n\n")
-    (out / "time_alignment.md").write_text(header + table + "\n")
-    df.to_csv(out / "time_alignment.csv", index=False)
+    harness.write_report(args, "time_alignment.md",
+                         f"{args.clips} clips at {RATE} fps ({n_bounds} boundaries, sub-actions of at least {MIN_GAP} "
+                         "frames), decoded as tapos-extract decodes them, a perfect parser's rows mapped back to "
+                         f"annotation frames.\n\n{table}")
+    harness.write_csv(args, "time_alignment.csv", df)
 
 
 if __name__ == "__main__":

@@ -23,20 +23,18 @@ Trained members are kept in ``--work`` (a rerun reuses them). Writes ``transpars
 (one row per configuration and seed) and ``transparser_stability.md`` (with the command), each
 name with ``--tag`` before its suffix.
 """
-import argparse
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+import harness
 from parsing_table import METRICS, score  # the same scoring as Table 2
-from seeds import ahead, header, mean_std, spread
+from seeds import ahead, mean_std, spread
 from tapos.data import FeatureDataset, load_annotations
-from tapos.data.io import atomic_write_text
 from tapos.data.selection import DEV_FRACTION, selection
 from tapos.data.clock import row_boundary_frames
-from tapos.data.synth import write_dataset
 from tapos.parse import PARSERS, FitOptions, get_parser, validation_scores
 from tapos.parse.segments import pick_peaks
 
@@ -139,23 +137,17 @@ def rule_table(rules: pd.DataFrame) -> pd.DataFrame:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/tmp/bench_demo", help="synthetic dataset folder (made if missing)")
-    ap.add_argument("--seeds", type=int, default=5)
+    ap = harness.arguments(__file__, __doc__, data="/tmp/bench_demo", seeds=5, tag=True)
     ap.add_argument("--members", type=int, nargs="+", default=[TP.PRESETS["ensemble"]["members"]],
                     help="ensemble sizes to assemble (each from its own members)")
     ap.add_argument("--modality", default="rgb+flow")
     ap.add_argument("--dev-fraction", type=float, default=DEV_FRACTION, help="share of train carved as dev")
-    ap.add_argument("--tag", default="", help="suffix of the output files' names (transparser_stability<tag>.md)")
     ap.add_argument("--baselines", default=None, help="parsing_runs.csv whose table2 rows are the baselines")
     ap.add_argument("--work", default="/tmp/tapos_stability")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    data, work, out = Path(args.data), Path(args.work), Path(args.out)
+    args = harness.parse(ap)
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    if not (data / "features.h5").exists():
-        write_dataset(data, features=True, progress=False)
+    data = harness.synthetic(args.data, check=False, features=True)  # when missing: the default (as `make demo`)
     ann = load_annotations(data / "tapos_annotation.json")
     sel = selection(ann, "dev", args.dev_fraction)
     train = FeatureDataset(data / "features.h5", sel.fit, "all", args.modality)
@@ -166,7 +158,7 @@ def main():
     def record(config, seed, parser, extra=None):
         rows.append({"config": config, "seed": seed, **score(parser, val)[0], **(extra or {})})
         print(f"{config:<34} seed {seed}: rel {rows[-1]['F1 (rel)']:.4f}", flush=True)
-        atomic_write_text(out / f"transparser_stability{args.tag}.csv", pd.DataFrame(rows).to_csv(index=False))
+        harness.write_csv(args, f"transparser_stability{args.tag}.csv", pd.DataFrame(rows))
 
     sizes = sorted(set(args.members))
     single_rules = {}  # seed -> threshold_rules of that single model (computed once, reported twice)
@@ -192,7 +184,6 @@ def main():
     every = runs[runs.config == "single model, every seed"]
     windows = every[[f"dev F1 (rel), window {w}" for w in WINDOWS]].agg(["mean", "std"]).T
     text = [
-        header("transparser_stability.py"),
         f"# TransParser over seeds ({len(train)} fit / {len(dev)} dev / {len(val)} val instances, {args.modality}, "
         f"dev fraction {args.dev_fraction:g})",
         "",
@@ -226,7 +217,7 @@ def main():
                         if not c.startswith("transparser")}
             text += [f"Ensemble of {K} ahead of each baseline of `{args.baselines}` (seeds): "
                      + ", ".join(f"{c} {v}" for c, v in ahead_of.items()), ""]
-    atomic_write_text(out / f"transparser_stability{args.tag}.md", "\n".join(text))
+    harness.write_report(args, f"transparser_stability{args.tag}.md", "\n".join(text))
     print("\n".join(text))
 
 

@@ -26,7 +26,6 @@ instance's shortest annotated segment (``tapos.data.synth.like``).
 
 Writes ``tsn_runs{tag}.csv`` (one row per scheme and seed) and ``tsn_table{tag}.md`` (with the command).
 """
-import argparse
 import json
 import time
 from pathlib import Path
@@ -34,11 +33,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seeds import ahead, header, mean_std
+import harness
+from seeds import ahead, mean_std
 from tapos.data import FeatureDataset, load_annotations
 from tapos.data.io import atomic_write_text
 from tapos.data.selection import selection
-from tapos.data.synth import PRESETS, write_dataset
+from tapos.data.synth import PRESETS
 from tapos.parse import FitOptions, get_parser, predict_dataset, validation_scores
 from tapos.parse.run import default_select_on
 from tapos.tsn import train
@@ -47,15 +47,6 @@ from tapos.tsn.data import SnippetDataset
 PARSERS = ["transparser", "isba", "ctm", "tcn", "pa", "kcpd", "embed"]
 METRICS = ["RGB Top-1", "RGB Avg. Acc.", "RGB+Flow Top-1", "RGB+Flow Avg. Acc.", "parser val F1 (rel)",
            "parser val GEBD F1@0.05", "boundaries / instance", "sub-actions seen", "signature seen (%)"]
-
-
-def check_data(data, preset, like):
-    """Stop if ``data`` was generated with other settings than the ``preset`` (a stale cache); over
-    ``--like`` files the instance count is theirs."""
-    cfg = json.loads((data / "synth_truth.json").read_text())["config"]
-    stale = {k: (cfg.get(k), v) for k, v in PRESETS[preset].items() if cfg.get(k) != v and not (like and k == "instances")}
-    if stale:
-        raise SystemExit(f"{data} was generated with other settings (found, expected): {stale}; use a new --data")
 
 
 def boundaries(method, data, ann, seed):
@@ -124,35 +115,26 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.arguments(__file__, __doc__, data=None, seeds=5, resume=True, tag=True,
+                           data_help="default: /tmp/tapos_tsn_<preset>, /tmp/tapos_tsn_<preset>_like with --like")
     ap.add_argument("--preset", choices=list(PRESETS), default="signature", help="synthetic data settings")
-    ap.add_argument("--data", default=None, help="default: /tmp/tapos_tsn_<preset>")
     ap.add_argument("--like", action="append", default=[], metavar="ANNOTATIONS",
                     help="make --data over the structure of this annotation file (repeatable; tapos-data synth --like)")
     ap.add_argument("--max-instances", action="append", type=int, default=[], metavar="N",
                     help="at most N instances of each --like file (once for all, or once per --like)")
     ap.add_argument("--stride", type=int, default=1, help="a dataset made here keeps every S-th frame (tapos-data synth --stride)")
-    ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1: parser and TSN trained with each")
     ap.add_argument("--segments", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--parsers", nargs="*", default=PARSERS)
-    ap.add_argument("--resume", action="store_true",
-                    help="keep the runs already in tsn_runs{tag}.csv (made with the same --epochs and --segments: "
-                         "not checked), run the others")
-    ap.add_argument("--tag", default="", help="suffix of the result files")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    data = Path(args.data or f"/tmp/tapos_tsn_{args.preset}{'_like' if args.like else ''}")
-    if not (data / "features.h5").exists():  # as `tapos-data synth DATA --features --preset P --seed 11`
-        like = {"like": args.like, "max_instances": args.max_instances or None} if args.like else {}
-        write_dataset(data, seed=11, features=True, progress=False, preset=args.preset, stride=args.stride, **like)
-    check_data(data, args.preset, args.like)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args = harness.parse(ap)  # --resume: runs made with other --epochs or --segments are not told apart
+    like = {"like": args.like, "max_instances": args.max_instances or None} if args.like else {}
+    # as `tapos-data synth DATA --features --preset P --seed 11 [--stride S --like ...]`
+    data = harness.synthetic(args.data or f"/tmp/tapos_tsn_{args.preset}{'_like' if args.like else ''}", seed=11,
+                             features=True, preset=args.preset, stride=args.stride, **like)
     ann = load_annotations(data / "tapos_annotation.json")
     annotated = annotated_rows(data, ann, args.segments)
     rows = []
-    runs_csv = out / f"tsn_runs{args.tag}.csv"
+    runs_csv = args.out / f"tsn_runs{args.tag}.csv"
     if args.resume and runs_csv.exists():  # the same data and settings: --data is checked above
         rows = pd.read_csv(runs_csv).to_dict("records")
     done = {(r["sampling"], int(r["seed"])) for r in rows}
@@ -176,10 +158,9 @@ def main():
                 row[f"{name} Top-1"], row[f"{name} Avg. Acc."] = res[mod]["top1"], res[mod]["mean_class"]
             rows.append(row)
             print(f"seed {seed} {label:<22} RGB+Flow top-1 {row['RGB+Flow Top-1']:.2f}", flush=True)
-            atomic_write_text(runs_csv, pd.DataFrame(rows).to_csv(index=False))  # a crash keeps the runs made
+            harness.write_csv(args, runs_csv.name, pd.DataFrame(rows))  # a crash keeps the runs made
     table = summary(pd.DataFrame(rows))
     text = "\n".join([
-        header("tsn_table.py"),
         f"# Tables 1 and 4 on the synthetic TSN benchmark (data: preset {args.preset!r}"
         f"{', over the structure of ' + ' and '.join(Path(p).name for p in args.like) if args.like else ''}"
         f"; {len(ann.split('train'))} train / {len(ann.split('val'))} val instances; K = {args.segments}, val, "
@@ -196,7 +177,7 @@ def main():
         table.to_markdown(),
         "",
     ])
-    atomic_write_text(out / f"tsn_table{args.tag}.md", text)
+    harness.write_report(args, f"tsn_table{args.tag}.md", text)
     print(text)
 
 
