@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from tapos.data.machinery.distributed import Distributed
+from tapos.data.machinery.progress import track
 from tapos.data.errors import TaposError
 from tapos.data.features import ExtractionSettings, parse_modality
 from tapos.data.options import apply_options
@@ -108,8 +109,6 @@ def build_backbones(opts, device: str) -> dict:
 def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = None, **options) -> Report:
     """Extract features of every video below ``videos`` (or the TAPOS instances of ``annotations``
     cut from their source videos there) into the cache ``out``; see :data:`DEFAULTS`."""
-    from tqdm import tqdm
-
     opts = apply_options(DEFAULTS, options, "extraction")
     opts["modalities"] = parse_modality(opts["modalities"])
     Sampling(opts["stride"], opts["fps"])  # validates
@@ -142,7 +141,7 @@ def extract(videos, out, annotations=None, clips: Optional[Sequence[Clip]] = Non
         store.remove_stale_temporaries()
         mine = list(clips)[dist.rank::dist.world]
         try:
-            _run(mine, store, opts, backbones, settings, report, tqdm, show=opts["progress"] and dist.rank == 0,
+            _run(mine, store, opts, backbones, settings, report, show=opts["progress"] and dist.rank == 0,
                  device=dist.device)
         finally:
             dist.barrier()
@@ -279,16 +278,16 @@ class _Consumer:
 
     def _progress(self) -> None:
         r = self.report
-        self.bar.update(1)
         rate = r.frames / max(time.perf_counter() - self.started, 1e-9)
         self.bar.set_postfix({"done": len(r.done), "skipped": len(r.skipped), "failed": len(r.failed),
-                              "frames/s": f"{rate:.0f}"})
+                              "frames/s": f"{rate:.0f}"}, refresh=False)  # before the count: a log's line shows it
+        self.bar.update(1)
 
 
-def _run(clips, store, opts, backbones, settings, report, tqdm, show, device):
+def _run(clips, store, opts, backbones, settings, report, show, device):
     """Extract ``clips``: decoders ahead, batches across clips, parts written behind."""
     decoders = Decoders(clips, store, opts, decoder_count(opts["decoders"], device), device)
-    bar = tqdm(total=len(clips), desc="extract", unit="clip", disable=not show)
+    bar = track(total=len(clips), desc="extract", unit="clip", enabled=show)
     consumer = _Consumer(store, opts, backbones, settings, report, bar)
     try:
         for i, clip in enumerate(clips):

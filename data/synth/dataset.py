@@ -143,9 +143,8 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
     ``tapos-extract --stride`` writes it (its rows keep their frames and presentation times), so a
     run can be rehearsed on the cache a real extraction at that stride would give.
     """
-    from tqdm import tqdm
-
     from ..features import ExtractionSettings, FeatureWriter
+    from ..machinery.progress import track
 
     if int(stride) != stride or stride < 1:
         raise TaposError(f"synthetic dataset: stride must be a positive integer, got {stride}")
@@ -181,7 +180,7 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
                 tmp, settings=ExtractionSettings(backbone="synthetic", weights={"rgb": "none", "flow": "none"},
                                                  modalities=("rgb", "flow"), dtype=cfg["dtype"], stride=stride),
                 attrs={"synthetic_seed": seed}) as writer:
-            for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not progress):
+            for si, ss in track(list(zip(items, feat_rngs)), desc="features", unit="inst", enabled=progress):
                 feats = instance_features(cfg, world, si, np.random.default_rng(ss))
                 frames = np.arange(0, len(next(iter(feats.values()))), stride)
                 writer.write(si.instance.key, {m: a[frames] for m, a in feats.items()}, fps=si.instance.fps / stride,
@@ -216,7 +215,6 @@ def write_dataset(out_dir, n_instances=None, n_classes=None, seed: int = 0, feat
 
         # ffmpeg encodes in its own process while the next video renders
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-            for _ in tqdm(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video",
-                          disable=not progress):
+            for _ in track(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video", enabled=progress):
                 pass
     return paths
