@@ -195,13 +195,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def merge(index_path, out_path, progress: bool = True) -> int:
+def merge(index_path, out_path, track=None) -> int:
     """Copy every instance of a cache (index or not) into one self-contained file ``out_path``.
 
-    ``out_path`` may be the index itself: the merged file replaces it (the parts stay).
+    ``out_path`` may be the index itself: the merged file replaces it (the parts stay). ``track``:
+    wraps the keys as they are copied, a progress display (``tapos.extract.store.merge`` passes
+    one; a contract module draws none itself).
     """
-    from tqdm import tqdm
-
     index_path, out_path = Path(index_path), Path(out_path)
     reader = FeatureReader(index_path)
     with atomic_path(out_path) as tmp, reader, h5py.File(tmp, "w") as out:
@@ -211,7 +211,7 @@ def merge(index_path, out_path, progress: bool = True) -> int:
                 out.attrs[k] = v
         dst = out.create_group(INSTANCES)
         keys = reader.keys()
-        for key in tqdm(keys, desc="merge", unit="inst", disable=not progress):
+        for key in track(keys) if track else keys:
             src.copy(reader._group(key), dst, name=key)
     return len(keys)
 

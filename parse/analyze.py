@@ -36,6 +36,7 @@ import pandas as pd
 from tapos.data.annotations import UNKNOWN_ACTION, load_annotations
 from tapos.data.layouts import require_classes
 from tapos.data.machinery.dataset import FeatureDataset
+from tapos.data.machinery.progress import track
 from tapos.data.errors import TaposError
 from tapos.data.options import apply_options
 
@@ -257,7 +258,6 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
     """Analyse the patterns of the parser in ``model_dir`` on the instances of ``options["split"]``;
     see :data:`DEFAULTS`. ``truth``: the synthetic dataset's ``synth_truth.json`` (path or dict)."""
     from scipy.special import softmax
-    from tqdm import tqdm
 
     opts = apply_options(DEFAULTS, options, "analysis")
     parser, modality = load_model(model_dir)
@@ -277,7 +277,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
 
     raw_labels, smooth, actions, best, seg_rows, inst_right, ann_frames = [], {}, [], {}, [], {}, {}
     m = None
-    for i in tqdm(range(len(ds)), desc="analyze", unit="inst", disable=not progress):
+    for i in track(range(len(ds)), desc="analyze", unit="inst", enabled=progress):
         item = ds[i]
         x = item["features"].numpy()
         resp = parser.patterns(x)

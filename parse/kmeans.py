@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from tapos.data.errors import TaposError
+from tapos.data.machinery.progress import track
 
 from .base import FitOptions, LabellingParser, fit_once
 from .lengths import check_length, length_rows
@@ -49,7 +50,6 @@ class KMeansParser(LabellingParser):
 
     def fit(self, train, val=None, opts=None) -> list:
         from sklearn.cluster import MiniBatchKMeans
-        from tqdm import tqdm
 
         opts = opts or FitOptions()
         self.prepare(train, opts)
@@ -62,7 +62,7 @@ class KMeansParser(LabellingParser):
             for p in range(int(self.config["passes"])):
                 buf, n = [], 0
                 order = rng.permutation(len(train))
-                for i in tqdm(order, desc=f"kmeans pass {p + 1}", unit="inst", disable=not opts.progress, leave=False):
+                for i in track(order, desc=f"kmeans pass {p + 1}", unit="inst", enabled=opts.progress, leave=False):
                     x = self.transform(train[int(i)]["features"].numpy())
                     buf.append(x)
                     n += len(x)

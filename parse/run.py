@@ -16,6 +16,7 @@ from tapos.data.errors import TaposError
 from tapos.data.features import MODALITY_CHOICES, FeatureReader, parse_modality
 from tapos.data.io import CsvLog
 from tapos.data.machinery.plotting import pyplot, save_figure
+from tapos.data.machinery.progress import track
 from tapos.data.options import Config, option
 from tapos.data.selection import DEV_FRACTION, SELECT_ON, selection
 
@@ -129,15 +130,13 @@ def predict(model_dir, features, annotations=None, split: str = RUN_DEFAULTS["sp
     """``{key: boundaries}`` for the instances of ``split`` (with annotations: annotation frames,
     or seconds from the instance start) or for every instance of the cache (without annotations:
     frames of the cached clip, or seconds)."""
-    from tqdm import tqdm
-
     parser, modality = load_model(model_dir)
     reader = FeatureReader(features)
     out = {}
     if annotations is not None:
         ann = load_annotations(annotations)
         ds = FeatureDataset(reader, ann, split, modality)
-        for i in tqdm(range(len(ds)), desc="predict", unit="inst", disable=not progress):
+        for i in track(range(len(ds)), desc="predict", unit="inst", enabled=progress):
             item = ds[i]
             inst = ann[item["key"]]
             frames = parser.predict(item["features"].numpy(), item["frames"].numpy(), inst)
@@ -146,7 +145,7 @@ def predict(model_dir, features, annotations=None, split: str = RUN_DEFAULTS["sp
     keys = reader.keys()
     if not keys:
         raise TaposError(f"{features}: the cache holds no instances")
-    for key in tqdm(keys, desc="predict", unit="inst", disable=not progress):
+    for key in track(keys, desc="predict", unit="inst", enabled=progress):
         info = reader.info(key)
         missing = [m for m in parse_modality(modality) if m not in info.dims]
         if missing:

@@ -6,15 +6,14 @@ import numpy as np
 
 from tapos.data.clock import frames_to_seconds
 from tapos.data.gebd import tapos_to_gebd
+from tapos.data.machinery.progress import track
 from tapos.evaluate import evaluate_gebd, evaluate_tapos
 
 
 def predict_dataset(parser, dataset, progress: bool = False) -> dict:
     """``{key: boundaries in annotation frames}`` for every instance of ``dataset``."""
-    from tqdm import tqdm
-
     out = {}
-    for i in tqdm(range(len(dataset)), desc="predict", unit="inst", disable=not progress, leave=False):
+    for i in track(range(len(dataset)), desc="predict", unit="inst", enabled=progress, leave=False):
         item = dataset[i]
         out[item["key"]] = parser.predict(item["features"].numpy(), item["frames"].numpy(), dataset.instances[i])
     return out

@@ -35,6 +35,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 from ..errors import FeatureCacheError, TaposError
 from ..features import ExtractionSettings
 from ..parts import Claim, PartStore, write_failures
+from .progress import track
 
 BUSY, FINISHED = "busy", "finished"  # why begin() gave no claim
 
@@ -242,10 +243,8 @@ class CacheJob(ABC):
 
     def process(self, items) -> None:
         """Every item's outcome into the report, parts written, the progress bar advanced."""
-        from tqdm import tqdm
-
         show = self.progress if self.ranks.rank == 0 else False
-        self.bar = tqdm(total=len(items), desc=self.name, unit=self.unit, disable=None if show is None else not show)
+        self.bar = track(total=len(items), desc=self.name, unit=self.unit, enabled=show is None or bool(show))
         self.started = time.perf_counter()
         writer = _Writer(self._write) if self.write_behind else _Inline(self._write)
         try:

@@ -24,6 +24,7 @@ from ..annotations import SUBSETS, load_annotations
 from ..clock import frames_to_seconds, grid_frames, row_frames
 from ..errors import TaposError
 from .ffmpeg import RATE_TOLERANCE, VideoError, VideoInfo, probe_complete
+from .progress import track
 from ..io import atomic_write_text
 from ..videos import Clip, instance_clip, video_files
 
@@ -65,8 +66,6 @@ def check_videos(annotations, videos, split: Optional[str] = None, jobs: int = 4
 
 def probe_all(paths, jobs: int = 4, progress: Optional[bool] = None) -> Dict[Path, object]:
     """path -> its VideoInfo, or the VideoError that says why it is not a complete video."""
-    from tqdm import tqdm
-
     def one(path):
         try:
             return path, probe_complete(path)
@@ -76,8 +75,7 @@ def probe_all(paths, jobs: int = 4, progress: Optional[bool] = None) -> Dict[Pat
     show = sys.stderr.isatty() if progress is None else progress
     paths = sorted(paths)
     with ThreadPoolExecutor(max_workers=max(1, int(jobs))) as pool:
-        results = tqdm(pool.map(one, paths), total=len(paths), desc="check", unit="video", disable=not show,
-                       file=sys.stderr)
+        results = track(pool.map(one, paths), total=len(paths), desc="check", unit="video", enabled=show)
         return dict(results)
 
 

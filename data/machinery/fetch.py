@@ -29,6 +29,7 @@ import click
 from ..annotations import SPLITS, load_annotations
 from ..errors import TaposError
 from .ffmpeg import IncompleteVideoError, VideoError, ffmpeg_binary, probe_complete
+from .progress import track, writing
 from ..io import atomic_path, atomic_write_text
 from ..options import Config, option
 from ..videos import VIDEO_EXTENSIONS, video_files
@@ -336,12 +337,10 @@ def _needs(ann) -> dict:
 
 def _run_jobs(ids: list, job, jobs: int, progress: Optional[bool]):
     """Yield ``(id, outcome or FetchError)`` as the downloads finish, ``jobs`` at a time."""
-    from tqdm import tqdm
-
     show = sys.stderr.isatty() if progress is None else progress
     pool = ThreadPoolExecutor(max_workers=max(1, int(jobs)))
     try:
-        with tqdm(total=len(ids), desc="fetch", unit="video", disable=not show, file=sys.stderr) as bar:
+        with track(total=len(ids), desc="fetch", unit="video", enabled=show) as bar:
             futures = {pool.submit(job, yid): yid for yid in ids}
             for future in as_completed(futures):
                 try:
@@ -349,7 +348,7 @@ def _run_jobs(ids: list, job, jobs: int, progress: Optional[bool]):
                 except FetchError as exc:
                     outcome = exc
                 # the caller reports the outcome (a failure's line) with the bar cleared from the terminal
-                with tqdm.external_write_mode(file=sys.stderr):
+                with writing():
                     yield futures[future], outcome
                 bar.update(1)
     finally:

@@ -245,9 +245,8 @@ def _write_annotators(cfg, items, seed: int, path) -> None:
 
 def _write_features(config: SynthConfig, cfg, world, items, path) -> None:
     """``features.h5``: every ``stride``-th frame of every instance (schema tapos-features/1)."""
-    from tqdm import tqdm
-
     from ..features import ExtractionSettings, FeatureWriter
+    from ..machinery.progress import track
 
     stride = config.stride
     feat_rngs = np.random.SeedSequence(config.seed + 1).spawn(len(items))
@@ -255,7 +254,7 @@ def _write_features(config: SynthConfig, cfg, world, items, path) -> None:
                                   modalities=("rgb", "flow"), dtype=cfg["dtype"], stride=stride)
     with atomic_path(path) as tmp, FeatureWriter(tmp, settings=settings,
                                                  attrs={"synthetic_seed": config.seed}) as writer:
-        for si, ss in tqdm(list(zip(items, feat_rngs)), desc="features", unit="inst", disable=not config.progress):
+        for si, ss in track(list(zip(items, feat_rngs)), desc="features", unit="inst", enabled=config.progress):
             feats = instance_features(cfg, world, si, np.random.default_rng(ss))
             frames = np.arange(0, len(next(iter(feats.values()))), stride)
             writer.write(si.instance.key, {m: a[frames] for m, a in feats.items()}, fps=si.instance.fps / stride,
@@ -268,9 +267,8 @@ def _write_videos(config: SynthConfig, cfg, world, items, out_dir: Path) -> dict
     returns the folders written."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm import tqdm
-
     from ..machinery.ffmpeg import encode_video
+    from ..machinery.progress import track
 
     vid_rngs = np.random.SeedSequence(config.seed + 2).spawn(len(items))
     paths, jobs = {}, []
@@ -296,7 +294,7 @@ def _write_videos(config: SynthConfig, cfg, world, items, out_dir: Path) -> dict
 
     # ffmpeg encodes in its own process while the next video renders
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-        for _ in tqdm(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video",
-                      disable=not config.progress):
+        for _ in track(pool.map(render, jobs), total=len(jobs), desc="videos", unit="video",
+                       enabled=config.progress):
             pass
     return paths
