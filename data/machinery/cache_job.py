@@ -24,6 +24,7 @@ the whole output (:class:`OutputError`: other settings, a foreign file) stops th
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -35,7 +36,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 from ..errors import FeatureCacheError, TaposError
 from ..features import ExtractionSettings
 from ..parts import Claim, PartStore, write_failures
-from .progress import track
+from .progress import is_terminal, track
 
 BUSY, FINISHED = "busy", "finished"  # why begin() gave no claim
 
@@ -244,7 +245,9 @@ class CacheJob(ABC):
     def process(self, items) -> None:
         """Every item's outcome into the report, parts written, the progress bar advanced."""
         show = self.progress if self.ranks.rank == 0 else False
-        self.bar = track(total=len(items), desc=self.name, unit=self.unit, enabled=show is None or bool(show))
+        # progress None: a bar on a terminal only (nothing in a log); True: lines in a log as well
+        enabled = is_terminal(sys.stderr) if show is None else bool(show)
+        self.bar = track(total=len(items), desc=self.name, unit=self.unit, enabled=enabled)
         self.started = time.perf_counter()
         writer = _Writer(self._write) if self.write_behind else _Inline(self._write)
         try:

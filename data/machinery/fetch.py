@@ -60,7 +60,7 @@ CATEGORIES = (
     ("age-restricted (try --cookies)", r"confirm your age|age.?restrict|inappropriate for some users"),
     ("sign-in required (try --cookies)", r"not a bot|sign in|log ?in required"),
     ("no format matches --format", r"requested format is not available"),
-    ("network", r"timed? ?out|connection|network|name resolution|resolve host|unreachable|expected \d+ bytes"
+    ("network", r"timed? ?out|connection|network|name resolution|resolve host|unreachable|expected \d+ bytes|\d+ more expected"
                 r"|did not get any data|incompleteread|remote end closed|transporterror|ssl"),
     ("not a video", r"unsupported url|no video formats|not a video|no video could be found"),
     ("unavailable", r"unavailable|not available|does not exist"),
