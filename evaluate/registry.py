@@ -11,26 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from tapos.data.errors import TaposError
+from tapos.data.machinery.registry import Registry
 
-PROTOCOLS: dict = {}  # name -> the protocol (one instance of each registered class; they keep no state)
-
-
-def register_protocol(cls):
-    """Class decorator: make ``cls`` available as ``tapos-evaluate NAME`` (``NAME = cls.name``)."""
-    if cls.name in PROTOCOLS:
-        raise ValueError(f"protocol {cls.name!r} registered twice")
-    PROTOCOLS[cls.name] = cls()
-    return cls
+PROTOCOLS = Registry("protocol")  # name -> the protocol (one instance of each registered class)
+register_protocol = PROTOCOLS.register  # class decorator: the class's one instance under its ``name``
 
 
 def get_protocol(name) -> "Protocol":
     """The registered protocol ``name`` (a ``Protocol`` is returned as it is)."""
-    if isinstance(name, Protocol):
-        return name
-    if name not in PROTOCOLS:
-        raise TaposError(f"unknown protocol {name!r} (expected one of {', '.join(PROTOCOLS)})")
-    return PROTOCOLS[name]
+    return name if isinstance(name, Protocol) else PROTOCOLS.lookup(name)
 
 
 @dataclass

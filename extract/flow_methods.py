@@ -10,26 +10,17 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional
 
-from tapos.data.errors import TaposError
+from tapos.data.machinery.registry import Registry
 from tapos.data.options import OptionError, apply_options
 
 from .inputs import FLOW_BOUND, FLOW_SIZE, FLOW_STACK
 
-FLOW_METHODS: dict = {}  # name -> the method (one instance of each registered class; they keep no state)
-
-
-def register_flow(cls):
-    """Class decorator: make ``cls`` available as ``cls.name`` wherever a flow method is chosen."""
-    if cls.name in FLOW_METHODS:
-        raise ValueError(f"flow method {cls.name!r} registered twice")
-    FLOW_METHODS[cls.name] = cls()
-    return cls
+FLOW_METHODS = Registry("flow method")  # name -> the flow method (one instance of each registered class)
+register_flow = FLOW_METHODS.register  # class decorator: the class's one instance under its ``name``
 
 
 def get_flow_method(name: str) -> "FlowMethod":
-    if name not in FLOW_METHODS:
-        raise TaposError(f"unknown flow method {name!r} (expected one of {', '.join(FLOW_METHODS)})")
-    return FLOW_METHODS[name]
+    return FLOW_METHODS.lookup(name)
 
 
 class FlowMethod:

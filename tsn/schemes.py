@@ -11,25 +11,16 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from tapos.data.errors import TaposError
+from tapos.data.machinery.registry import Registry
 
 from .sampling import aligned_indices, uniform_indices
 
-SAMPLINGS: dict = {}  # name -> the scheme (one instance of each registered class; they keep no state)
-
-
-def register_sampling(cls):
-    """Class decorator: make ``cls`` available as ``cls.name`` in ``tapos-tsn --sampling``."""
-    if cls.name in SAMPLINGS:
-        raise ValueError(f"sampling {cls.name!r} registered twice")
-    SAMPLINGS[cls.name] = cls()
-    return cls
+SAMPLINGS = Registry("sampling")  # name -> the sampling (one instance of each registered class)
+register_sampling = SAMPLINGS.register  # class decorator: the class's one instance under its ``name``
 
 
 def get_sampling(name: str) -> "SamplingScheme":
-    if name not in SAMPLINGS:
-        raise TaposError(f"unknown sampling {name!r} (expected one of {', '.join(SAMPLINGS)})")
-    return SAMPLINGS[name]
+    return SAMPLINGS.lookup(name)
 
 
 class SamplingScheme:
