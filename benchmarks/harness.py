@@ -8,7 +8,7 @@ Every script in ``benchmarks/`` imports it as a sibling module (``python benchma
     ap.add_argument("--epochs", ...)                     # the script's own options
     args = harness.parse(ap)                             # args.out is a Path, args.command the command line
     data = harness.synthetic(args.data, features=True)   # write_dataset(args.data, features=True), once
-    harness.write_report(args, f"x{args.tag}.md", text)  # "<!-- written by: ... -->", a blank line, text
+    harness.write_report(args, f"x{args.tag}.md", text)  # "<!-- written by: ... -->", text, "<!-- ran ... -->"
     harness.write_csv(args, f"x{args.tag}.csv", frame)   # the numbers behind the report
 """
 from __future__ import annotations

@@ -41,6 +41,8 @@ def test_synthetic_data_is_made_once_and_refused_when_made_otherwise(tmp_path, c
     (foreign / "features.h5").write_bytes(b"")
     with pytest.raises(SystemExit, match="foreign: holds files but no .complete marker"):
         harness.synthetic(foreign, check=False, features=True)
+    (foreign / harness.MARKER).write_text("ok\n")  # written by the scripts before the harness, once complete
+    assert harness.synthetic(foreign, features=True) == foreign
 
 
 def test_a_report_starts_with_its_command_date_and_commit(tmp_path):
