@@ -11,12 +11,12 @@ Three building blocks, which a method combines:
 - ``Parser``: the interface (fit, boundary_rows, predict, tune "auto" options, state);
 - ``LabellingParser``: boundaries are where a per-row label changes, after merging runs shorter
   than ``min_segment``; a method writes only ``frame_labels`` (k-means, ISBA, CTM, TransParser);
-- ``TorchParser``: an ``nn.Module`` trained by gradient descent in epochs, the best epoch on the
-  selection split kept; a method writes ``build_model`` and ``losses``.
+- ``TorchParser``: an ``nn.Module`` trained by gradient descent in epochs (the one training loop,
+  ``tapos.data.machinery.training``), the best epoch on the selection split kept; a method writes
+  ``build_model`` and ``losses``.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -27,10 +27,11 @@ from torch.utils.data import DataLoader
 
 from tapos.data.clock import row_boundary_frames
 from tapos.data.machinery.dataset import feature_stats
+from tapos.data.machinery.training import Training, train_epochs
 from tapos.data.errors import TaposError
 from tapos.data.options import apply_options
 
-from .batches import collate, to_device
+from .batches import collate
 from .segments import change_points, merge_short_segments
 from .validation import validation_scores
 
@@ -283,8 +284,6 @@ class TorchParser(Parser):
         """Hook before each epoch (ISBA re-estimates its pseudo boundaries here)."""
 
     def fit(self, train, val=None, opts: Optional[FitOptions] = None) -> list:
-        from tqdm import tqdm
-
         opts = opts or FitOptions()
         torch.manual_seed(opts.seed)
         np.random.seed(opts.seed)
@@ -297,43 +296,16 @@ class TorchParser(Parser):
         loader = DataLoader(train, batch_size=self.config["batch_size"], shuffle=True, generator=gen,
                             num_workers=opts.num_workers, collate_fn=lambda items: collate(items, mean, std))
         epochs = opts.epochs or self.config["epochs"]
-        history, best, best_state = [], -1.0, None
         auto = {k: self.config[k] for k in self.TUNABLE if self.config.get(k) == "auto"}
         for k in auto:  # epochs are compared with the first candidate (the paper's setting)
             self.config[k] = self.TUNABLE[k][0]
-        for epoch in range(1, epochs + 1):
-            self.start_epoch(epoch, epochs, train)
-            self.model.train()
-            t0 = time.time()
-            sums: dict = {}
-            steps = 0
-            bar = tqdm(loader, desc=f"{self.name} {epoch}/{epochs}", unit="batch", disable=not opts.progress,
-                       leave=False, mininterval=0.5)
-            for batch in bar:
-                batch = to_device(batch, opts.device)
-                terms = self.losses(self.model, batch)
-                optim.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config["grad_clip"])
-                optim.step()
-                steps += 1
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                bar.set_postfix({k: f"{v / steps:.4f}" for k, v in sums.items()})
-            bar.close()
-            row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()},
-                   "seconds": round(time.time() - t0, 3)}
-            self.model.eval()
-            if val is not None:
-                row.update(validation_scores(self, val))
-            score = row.get("val_f1_rel", epoch)  # without val: the last epoch
-            if score > best:
-                best, best_state = score, copy.deepcopy(self.model.state_dict())
-                row["best"] = True
-            history.append(row)
-            if opts.on_epoch:
-                opts.on_epoch(row)
-        self.model.load_state_dict(best_state)
+        history = train_epochs(Training(
+            self.model, optim, epochs, batches=lambda epoch: loader,
+            losses=lambda batch: self.losses(self.model, batch), device=opts.device, clip=self.config["grad_clip"],
+            before_epoch=lambda epoch: self.start_epoch(epoch, epochs, train),
+            evaluate=(lambda: validation_scores(self, val)) if val is not None else None,
+            select="val_f1_rel",  # without a selection split: the last epoch
+            on_epoch=opts.on_epoch, desc=self.name, progress=opts.progress, show=("val_f1_rel",)))
         self.model.to("cpu").eval()
         self.config.update(auto)
         tuned = self.tune(val)

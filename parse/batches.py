@@ -38,8 +38,3 @@ def collate(items: list, mean: Optional[np.ndarray] = None, std: Optional[np.nda
         "keys": [it["key"] for it in items],
     }
 
-
-def to_device(batch: dict, device: str) -> dict:
-    if device == "cpu":
-        return batch
-    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

@@ -47,7 +47,8 @@ class TrainConfig(Config):
     num_workers: int = option(0, "DataLoader processes reading the cache.", flag="--workers", type=click.IntRange(0))
     overrides: Optional[dict] = option(None, "The method's options over its DEFAULTS (tapos-parse: --preset, --set).",
                                        cli=False)
-    progress: bool = option(True, "Show a progress bar per epoch.", cli=False)
+    progress: bool = option(True, "A bar per epoch on a terminal, one line per epoch into a log file.",
+                            flag="--progress/--no-progress")
 
 
 # What train and predict do unless told otherwise (tapos-parse shows these)

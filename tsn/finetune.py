@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tapos.data.machinery.distributed import Distributed
+from tapos.data.machinery.training import Training, train_epochs
 from tapos.extract import build_bninception, init_random, input_mean, load_into, resolve_weights
 
 from .model import predict_scores
@@ -108,8 +109,6 @@ def _collate(items):
 
 def fit(modality: str, train_ds, num_classes: int, cfg: dict, seed: int, dist: Distributed, progress: bool,
         on_epoch) -> FrameTSN:
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     model = FrameTSN(modality, num_classes, per_modality(cfg["dropout"], modality), cfg["weights"],
                      cfg["partial_bn"]).to(dist.device)
@@ -126,28 +125,24 @@ def fit(modality: str, train_ds, num_classes: int, cfg: dict, seed: int, dist: D
                                          num_workers=cfg["workers"], collate_fn=_collate,
                                          generator=torch.Generator().manual_seed(seed),
                                          pin_memory=dist.device.startswith("cuda"))
-    epochs = per_modality(cfg["epochs"], modality)
-    clip = per_modality(cfg["clip_grad"], modality)
-    bar = tqdm(range(epochs), desc=f"tsn frames {modality}", unit="epoch", disable=not (progress and dist.rank == 0))
-    for epoch in bar:
-        train_ds.set_epoch(epoch)
+
+    def before_epoch(epoch: int) -> None:
+        train_ds.set_epoch(epoch - 1)
         if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        total, n = 0.0, 0
-        for x, y, _ in loader:
-            loss = nn.functional.cross_entropy(net(x.to(dist.device, non_blocking=True)), y.to(dist.device))
-            opt.zero_grad()
-            loss.backward()
-            if clip:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            total += loss.item() * len(y)
-            n += len(y)
-        sched.step()
-        if dist.rank == 0:
-            on_epoch({"modality": modality, "epoch": epoch + 1, "loss": total / max(n, 1), "val_top1": np.nan})
-            bar.set_postfix(loss=f"{total / max(n, 1):.3f}")
+            sampler.set_epoch(epoch - 1)
+
+    def loss(batch) -> dict:
+        x, y, _ = batch
+        return {"loss": nn.functional.cross_entropy(net(x), y)}
+
+    rank0 = dist.rank == 0
+    train_epochs(Training(
+        net, opt, per_modality(cfg["epochs"], modality), batches=lambda epoch: loader, losses=loss,
+        device=dist.device, weight=lambda batch: len(batch[1]), clip=per_modality(cfg["clip_grad"], modality),
+        clip_params=model.parameters, scheduler=sched, before_epoch=before_epoch,
+        evaluate=lambda: {"val_top1": np.nan},  # frames TSNs are evaluated once, after training (25 crops)
+        row={"modality": modality}, on_epoch=on_epoch if rank0 else None, desc=f"tsn frames {modality}",
+        progress=progress and rank0))
     return model
 
 

@@ -12,6 +12,7 @@ import torch
 from tapos.data.annotations import load_annotations
 from tapos.data.machinery.checkpoints import load_checkpoint, save_checkpoint
 from tapos.data.machinery.dataset import feature_stats
+from tapos.data.machinery.training import Training, train_epochs
 from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
 from tapos.data.io import CsvLog, atomic_path, atomic_write_text
@@ -72,8 +73,6 @@ def feature_scores(model, ds, batch_size=64, device="cpu") -> tuple:
 
 
 def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_epoch):
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     mean, std = feature_stats(train.base, seed=seed)
     model = FeatureTSN(len(mean), num_classes, cfg["dropout"])
@@ -81,24 +80,20 @@ def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_
     model.std.copy_(torch.from_numpy(std))
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    labels = val.labels
-    bar = tqdm(range(cfg["epochs"]), desc=f"tsn {modality}", unit="epoch", disable=not progress)
-    for epoch in bar:
-        train.set_epoch(epoch)
-        model.train()
-        total, n = 0.0, 0
-        for x, y, _ in _loader(train, cfg["batch_size"], True, seed + epoch):
-            loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(y)
-            n += len(y)
+
+    def val_top1() -> dict:  # logged only: the last epoch is kept (nothing is chosen on the evaluated split)
         _, scores = feature_scores(model, val, device=device)
-        top1 = float((scores.argmax(1) == labels).mean())
-        row = {"modality": modality, "epoch": epoch + 1, "loss": total / max(n, 1), "val_top1": top1}
-        on_epoch(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", val_top1=f"{top1:.3f}")
+        return {"val_top1": float((scores.argmax(1) == val.labels).mean())}
+
+    def loss(batch) -> dict:
+        x, y, _ = batch
+        return {"loss": torch.nn.functional.cross_entropy(model(x), y)}
+
+    train_epochs(Training(
+        model, opt, cfg["epochs"], batches=lambda epoch: _loader(train, cfg["batch_size"], True, seed + epoch - 1),
+        losses=loss, device=device, weight=lambda batch: len(batch[1]),
+        before_epoch=lambda epoch: train.set_epoch(epoch - 1), evaluate=val_top1, row={"modality": modality}, on_epoch=on_epoch, desc=f"tsn {modality}", progress=progress,
+        show=("val_top1",)))
     return model
 
 
