@@ -6,14 +6,11 @@ from pathlib import Path
 
 import click
 
-from tapos.data.annotations import SUBSETS
-from tapos.data.machinery.cli_utils import DefaultCommandGroup, RegistryChoice, parse_overrides
-from tapos.data.features import DTYPES
+from tapos.data.machinery.cli_utils import DefaultCommandGroup, parse_overrides
 from tapos.data.version import __version__
 
-from .backbone import PRECISIONS
+from .config import ExtractConfig
 from .flow import FLOW_METHODS
-from .pipeline import DEFAULTS
 
 
 @click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,33 +40,11 @@ def _option_names() -> dict:
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path),
               help="tapos_annotation.json: cut each instance out of VIDEOS/<youtube_id>.<ext>, keyed globally.")
-@click.option("--split", type=click.Choice(SUBSETS), help="With --annotations: one subset only.")
-@click.option("--modality", default=",".join(DEFAULTS["modalities"]), show_default=True, help="rgb, flow or rgb,flow.")
-@click.option("--flow", "flow_method", type=RegistryChoice(FLOW_METHODS), default=DEFAULTS["flow"],
-              show_default=True,
-              help="Optical flow: " + "; ".join(f"{m.name} ({m.summary})" for m in FLOW_METHODS.values()) + ".")
+@ExtractConfig.click_options()
 @click.option("--set", "flow_set", multiple=True, metavar="NAME=VALUE",
               help="A flow method's parameter (value as JSON): " + "; ".join(
                   f"{m.name}: {', '.join(m.DEFAULTS)}" for m in FLOW_METHODS.values() if m.DEFAULTS is not None) + ".")
-@click.option("--weights", default=DEFAULTS["weights"], show_default=True,
-              help="imagenet (downloaded once into the torch hub cache), random (tests, demos) or a .pth file.")
-@click.option("--flow-weights", help="Weights of the flow net (default: TSN's cross-modality init from --weights).")
-@click.option("--stride", type=click.IntRange(1), default=DEFAULTS["stride"], show_default=True, help="Keep every S-th frame (of the clip resampled by its timestamps to its own rate).")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Rows at this rate instead (row t: the frame nearest t/F s).")
-@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS["batch_size"], show_default=True)
-@click.option("--device", default=DEFAULTS["device"], show_default=True, help="cpu, cuda, cuda:1 (under torchrun: cuda = cuda:LOCAL_RANK).")
-@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=DEFAULTS["precision"], show_default=True,
-              help="Autocast precision on CUDA.")
-@click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS["dtype"], show_default=True,
-              help="Stored feature type.")
-@click.option("--decoders", type=click.IntRange(1), default=DEFAULTS["decoders"],
-              help="Clips decoded ahead in parallel (default: 2 on CPU; on CUDA half this process's cores, 2-8).")
-@click.option("--flow-threads", type=click.IntRange(1),
-              help="Threads computing flow per clip (default: CPU count; tvl1-torch on CPU: 1 torch thread).")
-@click.option("--overwrite", is_flag=True, help="Redo instances already extracted (default: skip them).")
-@click.option("--no-progress", is_flag=True)
-def run(videos, out, annotations, split, modality, flow_method, flow_set, weights, flow_weights, stride, fps,
-        batch_size, device, precision, dtype, decoders, flow_threads, overwrite, no_progress):
+def run(videos, out, annotations, flow_set, **options):
     """Extract features of the videos in VIDEOS (a folder, searched recursively, or one file) into OUT.
 
     \b
@@ -81,14 +56,10 @@ def run(videos, out, annotations, split, modality, flow_method, flow_set, weight
     """
     from .pipeline import extract
 
-    if stride != 1 and fps is not None:
+    if options["stride"] != 1 and options["fps"] is not None:
         raise click.BadParameter("give --stride or --fps, not both", param_hint="--fps")
-    flow_options = parse_overrides(flow_set, _option_names()) or None
-    report = extract(videos, out, annotations=annotations, modalities=modality, weights=weights,
-                     flow_weights=flow_weights, flow=flow_method, stride=stride, fps=fps, split=split,
-                     batch_size=batch_size, device=device, precision=precision, dtype=dtype, decoders=decoders,
-                     flow_threads=flow_threads, flow_options=flow_options, overwrite=overwrite,
-                     progress=not no_progress)
+    config = ExtractConfig.of(options, flow_options=parse_overrides(flow_set, _option_names()) or None)
+    report = extract(videos, out, annotations=annotations, **config.as_dict())
     rank = int(os.environ.get("RANK", "0"))
     rate = report.rows / report.seconds if report.seconds > 0 else 0.0
     click.echo(f"{out}: {len(report.done)} extracted ({report.rows} rows), {len(report.skipped)} already done, "

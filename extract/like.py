@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from tapos.data.errors import TaposError
-from tapos.data.features import ExtractionSettings, FeatureReader, InstanceInfo
+from tapos.data.features import ExtractionSettings, FeatureReader, InstanceInfo, parse_modality
 from tapos.data.videos import Clip
 
 from .pipeline import DEFAULTS, extract
@@ -62,7 +62,7 @@ def options_like(like, modalities=None, weights=None, flow_weights=None, flow=No
     if cache.backbone != "bninception":
         raise TaposError(f"{ref.where}: {ref.holds} {cache.backbone} features, not tapos-extract (bninception) "
                          f"features; only those can be extracted again")
-    modalities = tuple(modalities or cache.modalities or DEFAULTS["modalities"])
+    modalities = parse_modality(modalities or cache.modalities or DEFAULTS["modalities"])
     weights, flow_weights = _weights_like(ref, modalities, weights, flow_weights)
     opts = {"modalities": modalities, "weights": weights, "flow_weights": flow_weights}
     opts["flow"] = flow or cache.flow or "tvl1"

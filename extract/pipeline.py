@@ -20,38 +20,18 @@ from tapos.data.features import ExtractionSettings, parse_modality
 from tapos.data.machinery import cache_job as job
 from tapos.data.machinery.cache_job import CacheJob, CacheReport
 from tapos.data.machinery.distributed import Distributed
-from tapos.data.options import apply_options
 from tapos.data.videos import clips_from_annotations, clips_from_folder
 from tapos.data.version import __version__
 
 from .batching import Batcher, ClipRows
+from .config import ExtractConfig
 from .decoders import Decoded, Decoders, Failed, Rows, Skipped, decoder_count
 from .decode import Clip, Sampling
 from .flow import flow_parameters
 
 # One defaults dict; the CLI exposes each field as an option.
-DEFAULTS = {
-    "modalities": ("rgb",),   # "rgb", "flow" or both
-    "weights": "imagenet",    # "imagenet" (download once), "random" (tests, demo) or a .pth path
-    "flow_weights": None,     # flow net weights; None: cross-modality init from `weights` (TSN)
-    "flow": "tvl1",           # tvl1 (the paper's), tvl1-torch (the same in PyTorch, on the device),
-                              # dis (fast on CPU) or farneback
-    "flow_options": None,     # tvl1-torch's parameters over its defaults (tapos.extract.tvl1.DEFAULTS)
-    "stride": 1,              # keep every S-th frame
-    "fps": None,              # or rows at this rate (nearest frames)
-    "split": None,            # with annotations: only this subset
-    "batch_size": 32,         # frames per forward pass
-    "device": "cpu",          # cpu, cuda, cuda:1; under torchrun "cuda" means cuda:LOCAL_RANK
-    "precision": "fp32",      # fp16/bf16 autocast on CUDA
-    "dtype": "float16",       # stored features (float16 halves the cache; pooled features lose nothing)
-    "decoders": None,         # clips decoded ahead, each by its own thread and ffmpeg processes
-                              # (None: 2 on CPU, where the model is the bottleneck; on CUDA enough
-                              # to feed the GPU, see decoder_count)
-    "flow_threads": None,     # threads computing flow fields per clip (None: CPU count; tvl1-torch on
-                              # CPU: 1 torch thread per clip, the decoders computing clips in parallel)
-    "overwrite": False,       # redo instances already extracted
-    "progress": True,
-}
+# Every option of a run, with its default: declared once, with its help, in tapos.extract.config
+DEFAULTS = ExtractConfig.defaults()
 
 
 PREPROCESSING = ("rgb: short side 256 bilinear, centre crop 224, BGR minus (104,117,128); "
@@ -93,7 +73,7 @@ Report = CacheReport  # what extract() returns (rows: frames sampled; notes: cli
 
 def _options(options) -> dict:
     """The run's options over :data:`DEFAULTS`, each checked before anything starts."""
-    opts = apply_options(DEFAULTS, options, "extraction")
+    opts = ExtractConfig.of(options).as_dict()
     opts["modalities"] = parse_modality(opts["modalities"])
     Sampling(opts["stride"], opts["fps"])  # validates
     _check_device(opts["device"], opts["precision"])
