@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from tapos.data.machinery.cli_utils import DefaultCommandGroup, RegistryChoice, echo_table, parse_overrides
-from tapos.data.features import MODALITY_CHOICES
+from tapos.data.machinery.cli_utils import DefaultCommandGroup, echo_table, parse_overrides
 from tapos.data.errors import TaposError
 from tapos.data.io import atomic_write_text
 from tapos.data.version import __version__
@@ -15,7 +14,7 @@ from tapos.data.version import __version__
 from tapos.extract import FLOW_METHODS
 
 from .schemes import SAMPLINGS
-from .run import DEFAULTS, EVAL_SPLITS, INPUTS, RUN_DEFAULTS
+from .run import DEFAULTS, TsnConfig
 
 
 @click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,9 +33,6 @@ def main():
 
 
 @main.command()
-@click.option("--input", "input_kind", type=click.Choice(INPUTS), default=RUN_DEFAULTS["input"],
-              show_default=True, help="features: a head on cached features (fast, CPU); frames: fine-tune "
-                                      "BNInception end to end on video frames (GPUs; torchrun for several).")
 @click.option("--features", type=click.Path(dir_okay=False, path_type=Path),
               help="With --input features: the feature cache (HDF5, schema tapos-features/1).")
 @click.option("--videos", type=click.Path(file_okay=False, path_type=Path),
@@ -44,24 +40,14 @@ def main():
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="tapos_annotation.json or a Kinetics-GEBD-layout .json/.pkl with class labels: trains on "
                    "`train`, evaluates on `val`.")
-@click.option("--sampling", type=RegistryChoice(SAMPLINGS), default=RUN_DEFAULTS["sampling"], show_default=True,
-              help="; ".join(f"{s.name}: {s.summary}" for s in SAMPLINGS.values()) + ".")
 @click.option("--boundaries", type=click.Path(dir_okay=False, path_type=Path),
               help="With a sampling of predicted sub-actions (" + ", ".join(s.name for s in SAMPLINGS.values()
                                                                         if s.predicted)
                    + "): tapos-parse predict output covering train and val (--split all).")
-@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=RUN_DEFAULTS["modality"],
-              help="rgb+flow trains both and fuses their scores 1:1.5. Default: what the cache holds (rgb+flow "
-                   "when both).")
-@click.option("--split", type=click.Choice(EVAL_SPLITS), default=RUN_DEFAULTS["split"], show_default=True,
-              help="The split evaluated and reported (nothing is chosen on it; the last epoch is reported).")
+@TsnConfig.click_options()
 @click.option("--segments", type=click.IntRange(1), default=DEFAULTS["segments"], show_default=True,
               help="Snippets per instance.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help=f"Default {DEFAULTS['epochs']}.")
-@click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True)
-@click.option("--device", default=RUN_DEFAULTS["device"], show_default=True)
-@click.option("--label", help="Row name in the results table (default: the sampling, or parsed (<file stem>) for "
-                               "predicted sub-actions).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a default (value as JSON): " + ", ".join(DEFAULTS) + "; with --input frames "
                    "also lr_steps, momentum, clip_grad, partial_bn, weights (imagenet|random|PATH), flow ("
@@ -71,9 +57,8 @@ def main():
               help="Model directory: config.json, model.pt, log.csv, results.{json,csv,md}, confusion.png.")
 @click.option("--eval-only", is_flag=True, help="Re-evaluate the model in --model on --split instead of training.")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="With --eval-only.")
-@click.option("--no-progress", is_flag=True)
-def run(input_kind, features, videos, annotations, sampling, boundaries, modality, split, segments, epochs, seed,
-        device, label, overrides, out_dir, eval_only, model_dir, no_progress):
+def run(features, videos, annotations, boundaries, segments, epochs, overrides, out_dir, eval_only, model_dir,
+        **options):
     """Train on the train subset with one sampling scheme and evaluate on val (or --split test).
 
     Reports top-1 accuracy and mean class accuracy ("Avg. Acc.") per modality and for their
@@ -83,10 +68,12 @@ def run(input_kind, features, videos, annotations, sampling, boundaries, modalit
     from .metrics import scores_table
     from .run import evaluate, train
 
+    config = TsnConfig.of(options)
+    input_kind, sampling, label = config.input, config.sampling, config.label
     if eval_only:
         if model_dir is None:
             raise click.UsageError("--eval-only needs --model DIR")
-        results = evaluate(model_dir, features, annotations, boundaries, out_dir, videos, split)
+        results = evaluate(model_dir, features, annotations, boundaries, out_dir, videos, config.split)
         label = label or json.loads((Path(model_dir) / "config.json").read_text()).get("label", "model")
     else:
         if out_dir is None:
@@ -103,8 +90,8 @@ def run(input_kind, features, videos, annotations, sampling, boundaries, modalit
         if epochs:
             extra["epochs"] = epochs
         label = label or scheme.label(boundaries)
-        results = train(features, annotations, sampling, modality, out_dir, boundaries, seed, device, extra,
-                        progress=not no_progress, label=label, input=input_kind, videos=videos, split=split)
+        results = train(features, annotations, out_dir=out_dir, boundaries=boundaries, videos=videos,
+                        **TsnConfig.of(config, overrides=extra, label=label).as_dict())
         if results is None:  # a torchrun rank other than 0
             return
     echo_table(scores_table({label: results}), "{:.2f}")

@@ -3,9 +3,11 @@ evaluate on ``val`` or ``test`` (per modality and their late fusion), write the 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import click
 import numpy as np
 import torch
 
@@ -17,13 +19,16 @@ from tapos.data.errors import TaposError
 from tapos.data.features import FeatureReader, parse_modality
 from tapos.data.io import CsvLog, atomic_path, atomic_write_text
 from tapos.data.layouts import require_classes
-from tapos.data.options import apply_options
+from tapos.data.features import MODALITY_CHOICES
+from tapos.data.machinery.cli_utils import RegistryChoice
+from tapos.data.options import Config, apply_options, option
 from tapos.data.predictions import load_predictions
 from tapos.data.version import __version__
 
 from .data import SnippetDataset
 from .metrics import fuse, scores_table
 from .model import FeatureTSN, predict_scores
+from .schemes import SAMPLINGS
 
 FORMAT = "tapos-tsn/1"
 
@@ -38,19 +43,41 @@ DEFAULTS = {
     "dropout": 0.5,         # before the classifier (TSN uses 0.8 RGB / 0.7 flow when fine-tuning the CNN)
     "fusion": {"rgb": 1.0, "flow": 1.5},  # late fusion weights of the softmax scores (TSN's 1:1.5)
 }
-# What a run trains on unless told otherwise (the arguments of train; tapos-tsn shows these)
-RUN_DEFAULTS = {
-    "sampling": "uniform",   # uniform (TSN), aligned (annotated sub-actions) or parsed (predicted)
-    "modality": None,        # one TSN per modality, fused late; None: what the cache holds (rgb+flow
-                             # when both; with --input frames: rgb+flow)
-    "split": "val",          # the split evaluated and reported (one of EVAL_SPLITS); nothing is chosen
-                             # on it (its per-epoch top-1 is only logged)
-    "seed": 0,
-    "device": "cpu",
-    "input": "features",     # one of INPUTS
-}
 INPUTS = ("features", "frames")  # a head on cached features, or BNInception fine-tuned on frames
 EVAL_SPLITS = ("val", "test")    # what a run may evaluate and report
+
+
+@dataclass(frozen=True)
+class TsnConfig(Config):
+    """How :func:`train` runs (``tapos-tsn`` shows these); the TSN's own options are :data:`DEFAULTS`
+    (``FRAME_DEFAULTS`` with ``--input frames``), given as ``overrides``."""
+
+    WHAT = "tapos-tsn"
+
+    # a head on cached features, or BNInception fine-tuned on frames (one of INPUTS)
+    input: str = option("features", "features: a head on cached features (fast, CPU); frames: fine-tune BNInception "
+                        "end to end on video frames (GPUs; torchrun for several).", type=click.Choice(INPUTS))
+    # uniform (TSN), aligned (annotated sub-actions) or parsed (predicted): a registered scheme
+    sampling: str = option("uniform", "; ".join(f"{s.name}: {s.summary}" for s in SAMPLINGS.values()) + ".",
+                           type=RegistryChoice(SAMPLINGS))
+    # one TSN per modality, fused late; None: what the cache holds (with --input frames: rgb+flow)
+    modality: Optional[str] = option(None, "rgb+flow trains both and fuses their scores 1:1.5. Default: what the "
+                                     "cache holds (rgb+flow when both).", type=click.Choice(MODALITY_CHOICES),
+                                     show_default=False)
+    # nothing is chosen on the evaluated split: its per-epoch top-1 is only logged
+    split: str = option("val", "The split evaluated and reported (nothing is chosen on it; the last epoch is "
+                        "reported).", type=click.Choice(EVAL_SPLITS))
+    seed: int = option(0, "", type=int)
+    device: str = option("cpu", "")
+    label: Optional[str] = option(None, "Row name in the results table (default: the sampling, or parsed (<file "
+                                  "stem>) for predicted sub-actions).", show_default=False)
+    overrides: Optional[dict] = option(None, "Options over DEFAULTS (FRAME_DEFAULTS with --input frames).", cli=False)
+    progress: bool = option(True, "A bar per epoch on a terminal, one line per epoch into a log file.",
+                            flag="--progress/--no-progress")
+
+
+# What a run trains on unless told otherwise (the fields of TsnConfig)
+RUN_DEFAULTS = TsnConfig.defaults()
 
 
 def _datasets(features, ann, modality, sampling, boundaries, cfg, seed, split):
@@ -92,26 +119,26 @@ def _fit_one(modality, train, val, num_classes, cfg, seed, device, progress, on_
     train_epochs(Training(
         model, opt, cfg["epochs"], batches=lambda epoch: _loader(train, cfg["batch_size"], True, seed + epoch - 1),
         losses=loss, device=device, weight=lambda batch: len(batch[1]),
-        before_epoch=lambda epoch: train.set_epoch(epoch - 1), evaluate=val_top1, row={"modality": modality}, on_epoch=on_epoch, desc=f"tsn {modality}", progress=progress,
+        before_epoch=lambda epoch: train.set_epoch(epoch - 1), evaluate=val_top1, row={"modality": modality},
+        on_epoch=on_epoch, desc=f"tsn {modality}", progress=progress,
         show=("val_top1",)))
     return model
 
 
 def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
-          modality: Optional[str] = RUN_DEFAULTS["modality"], out_dir=None, boundaries=None,
-          seed: int = RUN_DEFAULTS["seed"], device: str = RUN_DEFAULTS["device"], overrides: Optional[dict] = None,
-          progress: bool = True, label: Optional[str] = None, input: str = RUN_DEFAULTS["input"], videos=None,
-          split: str = RUN_DEFAULTS["split"]):
-    """Train one TSN per modality on ``train`` and evaluate on ``split`` (val or test); the
-    reported numbers are the last epoch's (nothing is selected on the evaluated split).
+          modality: Optional[str] = RUN_DEFAULTS["modality"], out_dir=None, boundaries=None, videos=None, **options):
+    """Train one TSN per modality on ``train`` and evaluate on the config's ``split`` (val or test);
+    the reported numbers are the last epoch's (nothing is selected on the evaluated split).
+    ``options`` are :class:`TsnConfig`'s (seed, device, overrides, progress, label, input, split).
     ``input="features"`` trains the head on cached features (``features`` is the cache);
     ``"frames"`` fine-tunes BNInception on the frames of the videos in ``videos`` (under torchrun,
     on every process; rank 0 evaluates). Returns the results dict (also written to ``out_dir``);
     None on ranks other than 0."""
     from .finetune import FRAME_DEFAULTS
 
-    defaults = FRAME_DEFAULTS if input == "frames" else DEFAULTS
-    cfg = apply_options(defaults, overrides, "TSN")
+    run = TsnConfig.of(options, sampling=sampling, modality=modality)
+    input, split, seed = run.input, run.split, run.seed
+    cfg = apply_options(FRAME_DEFAULTS if input == "frames" else DEFAULTS, run.overrides, "TSN")
     if input == "frames" and videos is None:
         raise TaposError("--input frames needs --videos DIR")
     ann = load_annotations(annotations)
@@ -129,8 +156,8 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
         out.mkdir(parents=True, exist_ok=True)
     on_epoch = CsvLog(out / "log.csv" if out else None)
     if input == "frames":
-        models, keys, val_scores, labels = _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes,
-                                                         seed, device, progress, on_epoch, split)
+        models, keys, val_scores, labels = _train_frames(videos, ann, mods, boundaries, cfg, num_classes, run,
+                                                         on_epoch)
         if models is None:
             return None
         dims = {m: 1024 for m in mods}
@@ -138,11 +165,11 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
         models, val_scores, keys, labels = {}, {}, None, None
         for k, mod in enumerate(mods):
             tr, va = _datasets(features, ann, mod, sampling, boundaries, cfg, seed, split)
-            models[mod] = _fit_one(mod, tr, va, num_classes, cfg, seed + k, device, progress, on_epoch)
-            keys, val_scores[mod] = feature_scores(models[mod], va, device=device)
+            models[mod] = _fit_one(mod, tr, va, num_classes, cfg, seed + k, run.device, run.progress, on_epoch)
+            keys, val_scores[mod] = feature_scores(models[mod], va, device=run.device)
             labels = va.labels
         dims = {m: int(models[m].fc.in_features) for m in mods}
-    config = {"input": input, "sampling": sampling, "label": label or sampling, "modality": "+".join(mods),
+    config = {"input": input, "sampling": sampling, "label": run.label or sampling, "modality": "+".join(mods),
               "options": cfg, "num_classes": num_classes, "dim": dims, "features": str(features),
               "videos": str(videos) if videos else None, "annotations": str(ann.path), "seed": seed, "split": split,
               "tool_version": __version__}
@@ -153,20 +180,20 @@ def train(features, annotations, sampling: str = RUN_DEFAULTS["sampling"],
     return results
 
 
-def _train_frames(videos, ann, mods, sampling, boundaries, cfg, num_classes, seed, device, progress, on_epoch,
-                  split):
+def _train_frames(videos, ann, mods, boundaries, cfg, num_classes, run: TsnConfig, on_epoch):
     from tapos.data.machinery.distributed import Distributed
 
     from .finetune import fit, frame_scores
     from .frames import FrameSnippets
 
-    dist = Distributed(device)
+    sampling, seed, split = run.sampling, run.seed, run.split
+    dist = Distributed(run.device)
     models, val_scores, keys, labels = {}, {}, None, None
     try:
         for k, mod in enumerate(mods):
             tr = FrameSnippets(videos, ann.path, "train", mod, sampling, cfg["segments"], True, boundaries, seed,
                                cfg["flow"], cfg["flow_options"])
-            models[mod] = fit(mod, tr, num_classes, cfg, seed + k, dist, progress, on_epoch)
+            models[mod] = fit(mod, tr, num_classes, cfg, seed + k, dist, run.progress, on_epoch)
             if dist.rank == 0:
                 va = FrameSnippets(videos, ann.path, split, mod, sampling, cfg["test_segments"], False, boundaries,
                                    flow_method=cfg["flow"], flow_options=cfg["flow_options"])
