@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from .features import DTYPES, MODALITIES
+from .features import MODALITIES
+from .importing import ImportConfig
 
 
 def _mapping(items) -> dict:
@@ -21,24 +22,10 @@ def _mapping(items) -> dict:
 @click.command("import-features")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--layout", type=click.Choice(["auto", "single", "video_features", "folders", "files"]), default="auto",
-              show_default=True, help="How SRC holds the videos (auto: see below).")
-@click.option("--modality", type=click.Choice(MODALITIES), default="rgb", show_default=True,
-              help="The modality of a lone array (a bare .npy or tensor).")
+@ImportConfig.click_options()
 @click.option("--map", "mapping", multiple=True, metavar="KEY=MODALITY",
               help="Arrays of dict files by name, e.g. --map resnet=rgb (other arrays are ignored).")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Files without times: rows are at this rate.")
-@click.option("--stride", type=click.IntRange(1), default=None,
-              help="Files without times: row t is frame t*S of the source (rate: the file's fps or the annotation's).")
-@click.option("--keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="CSV (stem,key) or JSON {stem: key}: the TAPOS global key of each file stem.")
-@click.option("--annotations", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Check every key (and its length) against these annotations (TAPOS or GEBD layout).")
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
-@click.option("--backbone", default="imported", show_default=True, help="What the features come from (recorded).")
-@click.option("--overwrite", is_flag=True, help="Re-import what is already imported.")
-def import_features(src, out, layout, modality, mapping, fps, stride, keys, annotations, dtype, backbone, overwrite):
+def import_features(src, out, mapping, **options):
     """Import per-frame features made elsewhere into the cache OUT (schema tapos-features/1).
 
     \b
@@ -53,14 +40,12 @@ def import_features(src, out, layout, modality, mapping, fps, stride, keys, anno
 
       tapos-data import-features vf_out/ feats.h5 --map resnet=rgb --annotations tapos_annotation.json
     """
-    from .importing import ImportConfig
     from .importing import import_features as run_import
 
     def bad(path, reason):
         click.echo(f"bad: {path}: {reason}", err=True)
 
-    config = ImportConfig(layout=layout, modality=modality, mapping=_mapping(mapping), fps=fps, stride=stride,
-                          keys=keys, annotations=annotations, dtype=dtype, backbone=backbone, overwrite=overwrite)
+    config = ImportConfig.of(options, mapping=_mapping(mapping))
     report = run_import(src, out, config, on_failure=bad)
     click.echo(f"{src} ({report.layout} layout): imported {len(report.done)}, already there {len(report.skipped)}, "
                f"failed {len(report.failed)}; {report.indexed} instances in {out}")

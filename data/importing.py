@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
+import click
 import numpy as np
 
 from .clock import frames_to_seconds
@@ -37,6 +38,7 @@ from .errors import FeatureCacheError, TaposError
 from .feature_files import CONTAINER_SUFFIXES, PER_VIDEO_SUFFIXES, BadFeatureFile, read_container, read_file
 from .features import DTYPES, MODALITIES, ExtractionSettings, FeatureReader, check_key, length_mismatch
 from .io import atomic_path
+from .options import Config, option
 from .machinery.cache_job import CacheJob, CacheReport
 from .version import __version__
 
@@ -206,21 +208,31 @@ def load_key_map(path) -> dict:
     return {r[0].strip(): r[1].strip() for r in rows}
 
 
-@dataclass
-class ImportConfig:
-    """How ``import_features`` reads its source and what it records (see the module)."""
+@dataclass(frozen=True)
+class ImportConfig(Config):
+    """How ``import_features`` reads its source and what it records (see the module);
+    ``tapos-data import-features`` shows these."""
 
-    layout: str = "auto"                    # one of LAYOUTS
-    modality: str = "rgb"                   # the modality of a lone array
-    mapping: Optional[Mapping] = None       # {array name: modality} of dict files (--map)
-    fps: Optional[float] = None             # rows at this rate
-    stride: Optional[int] = None            # row t is frame t * stride of the source
-    keys: Optional[Path] = None             # a key map file: {file stem: key} (load_key_map)
-    annotations: Optional[Path] = None      # every key (and its length) checked against them
-    dtype: str = "float32"                  # stored feature type
-    backbone: str = "imported"              # what the features come from (recorded)
-    overwrite: bool = False                 # re-import what is imported
-    progress: Optional[bool] = None         # a progress bar (None: when stderr is a terminal)
+    WHAT = "import-features"
+
+    layout: str = option("auto", "How SRC holds the videos (auto: see below).", type=click.Choice(LAYOUTS))
+    modality: str = option("rgb", "The modality of a lone array (a bare .npy or tensor).",
+                           type=click.Choice(MODALITIES))
+    # {array name: modality} of dict files (tapos-data: --map KEY=MODALITY)
+    mapping: Optional[Mapping] = option(None, cli=False)
+    fps: Optional[float] = option(None, "Files without times: rows are at this rate.",
+                                  type=click.FloatRange(min=0, min_open=True), show_default=False)
+    stride: Optional[int] = option(None, "Files without times: row t is frame t*S of the source (rate: the file's "
+                                   "fps or the annotation's).", type=click.IntRange(1), show_default=False)
+    keys: Optional[Path] = option(None, "CSV (stem,key) or JSON {stem: key}: the TAPOS global key of each file stem.",
+                                  type=click.Path(exists=True, dir_okay=False, path_type=Path), show_default=False)
+    annotations: Optional[Path] = option(None, "Check every key (and its length) against these annotations (TAPOS "
+                                         "or GEBD layout).", type=click.Path(exists=True, dir_okay=False,
+                                                                            path_type=Path), show_default=False)
+    dtype: str = option("float32", "Stored feature type.", type=click.Choice(DTYPES))
+    backbone: str = option("imported", "What the features come from (recorded).")
+    overwrite: bool = option(False, "Re-import what is already imported.")
+    progress: Optional[bool] = option(None, "A progress bar (default: when stderr is a terminal).", cli=False)
 
     def checked(self) -> dict:
         """The ``mapping`` as a dict, once every option is known to make sense."""
