@@ -32,7 +32,7 @@ demo: install
 	$(BIN)/tapos-evaluate tapos $(DEMO)/tapos_annotation.json $(DEMO)/pred_uniform_frames.json --split val --json $(DEMO)/eval_tapos.json --plot $(DEMO)/eval_tapos.png
 	$(BIN)/tapos-evaluate gebd $(DEMO)/gebd_val.json $(DEMO)/pred_uniform_seconds.json --prior-from $(DEMO)/tapos_annotation.json --json $(DEMO)/eval_gebd.json --plot $(DEMO)/eval_gebd.png
 	$(BIN)/tapos-evaluate human $(DEMO)/gebd_annotators.json --json $(DEMO)/eval_human.json
-	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --out $(DEMO)/transparser --epochs 15
+	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --out $(DEMO)/transparser --epochs 10
 	$(BIN)/tapos-parse predict --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --split val --out $(DEMO)/pred_transparser.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/tapos_annotation.json $(DEMO)/pred_transparser.json --split val --json $(DEMO)/eval_transparser.json --plot $(DEMO)/eval_transparser.png
 	# what TransParser's patterns say about the actions (report with thumbnails from the videos; the
@@ -40,10 +40,10 @@ demo: install
 	$(BIN)/tapos-parse analyze --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --videos $(DEMO)/videos --truth $(DEMO)/synth_truth.json --out $(DEMO)/report
 	$(BIN)/tapos-parse show --model $(DEMO)/transparser --features $(DEMO)/features.h5 --annotations $(DEMO)/tapos_annotation.json --videos $(DEMO)/videos --out $(DEMO)/timeline.png
 	# stage one from videos: a smaller synthetic set rendered as source videos, TAPOS instances cut out of
-	# them, BNInception (seeded random weights: no download) RGB and DIS flow at 4 rows/s; then a parser
+	# them, BNInception (seeded random weights: no download) RGB and DIS flow at 3 rows/s; then a parser
 	# trained on those features and evaluated on val
-	$(BIN)/tapos-data synth $(DEMO)/small --instances 40 --classes 4 --seed 1 --sources --set first_shot_max=5
-	$(BIN)/tapos-extract $(DEMO)/small/sources $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --weights random --modality rgb,flow --flow dis --fps 4
+	$(BIN)/tapos-data synth $(DEMO)/small --instances 20 --classes 4 --seed 1 --sources --set first_shot_max=5
+	$(BIN)/tapos-extract $(DEMO)/small/sources $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --weights random --modality rgb,flow --flow dis --fps 3
 	$(BIN)/tapos-parse train --method kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --out $(DEMO)/small/kmeans
 	$(BIN)/tapos-parse predict --model $(DEMO)/small/kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --split val --out $(DEMO)/small/pred_kmeans.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/small/tapos_annotation.json $(DEMO)/small/pred_kmeans.json --split val --json $(DEMO)/small/eval_kmeans.json
@@ -51,14 +51,15 @@ demo: install
 	$(BIN)/tapos-parse video $$(ls $(DEMO)/small/sources/*.mp4 | head -n 1) --model $(DEMO)/small/kmeans --out $(DEMO)/small/my_video
 	# action classification with a TSN whose snippets follow the sub-actions, on data that carries what the
 	# paper's finding rests on (--preset signature: classes alike but for a brief sub-action of their own;
-	# see docs/tsn.md): even segments, annotated sub-actions, and TransParser's parsing of every instance (train
-	# and val). This is seed 0 of benchmarks/tsn_table.py, whose table holds seeds 0-4
+	# see docs/tsn.md): even segments, annotated sub-actions, and the sub-actions that kcpd (label-free, no
+	# training: fast) parses in every instance (train and val); benchmarks/tsn_table.py holds every parser
+	# over 5 seeds, TransParser included
 	$(BIN)/tapos-data synth $(DEMO)/tsn --features --preset signature --seed 11
-	$(BIN)/tapos-parse train --method transparser --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --out $(DEMO)/tsn/transparser
-	$(BIN)/tapos-parse predict --model $(DEMO)/tsn/transparser --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --split all --out $(DEMO)/tsn/parsed_transparser.json
-	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling uniform --segments 3 --epochs 30 --out $(DEMO)/tsn/uniform
-	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling aligned --segments 3 --epochs 30 --out $(DEMO)/tsn/aligned
-	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling parsed --boundaries $(DEMO)/tsn/parsed_transparser.json --label "parsed (TransParser)" --segments 3 --epochs 30 --out $(DEMO)/tsn/parsed
+	$(BIN)/tapos-parse train --method kcpd --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --out $(DEMO)/tsn/kcpd
+	$(BIN)/tapos-parse predict --model $(DEMO)/tsn/kcpd --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --split all --out $(DEMO)/tsn/parsed_kcpd.json
+	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling uniform --segments 3 --epochs 15 --out $(DEMO)/tsn/uniform
+	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling aligned --segments 3 --epochs 15 --out $(DEMO)/tsn/aligned
+	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling parsed --boundaries $(DEMO)/tsn/parsed_kcpd.json --label "parsed (kcpd)" --segments 3 --epochs 15 --out $(DEMO)/tsn/parsed
 	$(BIN)/tapos-tsn table $(DEMO)/tsn/uniform $(DEMO)/tsn/aligned $(DEMO)/tsn/parsed --out $(DEMO)/tsn_table.md
 	# what was written where, and the headline numbers next to chance (also in $(DEMO)/summary.md)
 	$(BIN)/python benchmarks/demo_summary.py $(DEMO)
