@@ -27,7 +27,7 @@ from tapos.parse.run import train
 
 
 def main():
-    ap = harness.arguments(__file__, __doc__, data="/tmp/tapos_patterns", seeds=5, tag=True)
+    ap = harness.arguments(__file__, __doc__, data="/tmp/tapos_patterns", seeds=5, tag=True, resume=True)
     ap.add_argument("--methods", nargs="*", default=methods_with_patterns(), help="default: every method with patterns")
     ap.add_argument("--epochs", type=int, default=None, help="default: each method's own")
     ap.add_argument("--set", dest="overrides", default="{}", help="method options as JSON, e.g. '{\"pattern_mi\": 0.1}'")
@@ -35,9 +35,13 @@ def main():
     data = harness.synthetic(args.data, check=False, features=True)  # when missing: the default (as `make demo`)
     feats, ann, truth = data / "features.h5", data / "tapos_annotation.json", data / "synth_truth.json"
     val = FeatureDataset(feats, load_annotations(ann), "val", "rgb+flow")
-    rows = []
+    runs_csv = f"pattern_recovery{args.tag}.csv"
+    rows = pd.read_csv(args.out / runs_csv).to_dict("records") if args.resume and (args.out / runs_csv).exists() else []
+    done = {(r["method"], int(r["seed"])) for r in rows}
     for method in args.methods:
         for seed in range(args.seeds):
+            if (method, seed) in done:
+                continue
             t = time.time()
             model = data / "models" / f"{method}_{seed}{args.tag}"
             overrides = json.loads(args.overrides) if method == "transparser" else {}
@@ -51,7 +55,8 @@ def main():
                          "planted": r["planted"], "recovered": r["recovered"], "specific": r["specific"],
                          "NMI": r["nmi"], "seconds": round(time.time() - t)})
             print(rows[-1], flush=True)
-    df = pd.DataFrame(rows)
+            harness.write_csv(args, runs_csv, pd.DataFrame(rows))  # a crash keeps the runs made
+    df = pd.DataFrame([r for r in rows if int(r["seed"]) < args.seeds and r["method"].split(" ")[0] in args.methods])
     cols = ["val F1 (rel)", "patterns used", "shared patterns", "planted", "recovered", "specific", "NMI"]
     summary = mean_std(df, "method", cols, digits=3)
     ours = next((m for m in summary.index if m.startswith("transparser")), None)
@@ -59,7 +64,7 @@ def main():
         for c in ("recovered", "NMI"):
             won = ahead(df, "method", ours, c)
             summary[f"TransParser ahead ({c})"] = [won.get(m, "—") for m in summary.index]
-    harness.write_csv(args, f"pattern_recovery{args.tag}.csv", df)
+    harness.write_csv(args, runs_csv, pd.DataFrame(rows))
     text = (f"Mean ± std over {args.seeds} seeds (selected on dev, scored on val):\n\n{summary.to_markdown()}\n\n"
             f"Per run:\n\n{df.to_markdown(index=False, floatfmt='.3f')}\n")
     harness.write_report(args, f"pattern_recovery{args.tag}.md", text)
