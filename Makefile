@@ -57,9 +57,9 @@ demo: install
 	$(BIN)/tapos-data synth $(DEMO)/tsn --features --preset signature --seed 11
 	$(BIN)/tapos-parse train --method kcpd --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --out $(DEMO)/tsn/kcpd
 	$(BIN)/tapos-parse predict --model $(DEMO)/tsn/kcpd --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --split all --out $(DEMO)/tsn/parsed_kcpd.json
-	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling uniform --segments 3 --epochs 15 --out $(DEMO)/tsn/uniform
-	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling aligned --segments 3 --epochs 15 --out $(DEMO)/tsn/aligned
-	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling parsed --boundaries $(DEMO)/tsn/parsed_kcpd.json --label "parsed (kcpd)" --segments 3 --epochs 15 --out $(DEMO)/tsn/parsed
+	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling uniform --segments 3 --epochs 10 --out $(DEMO)/tsn/uniform
+	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling aligned --segments 3 --epochs 10 --out $(DEMO)/tsn/aligned
+	$(BIN)/tapos-tsn --features $(DEMO)/tsn/features.h5 --annotations $(DEMO)/tsn/tapos_annotation.json --sampling parsed --boundaries $(DEMO)/tsn/parsed_kcpd.json --label "parsed (kcpd)" --segments 3 --epochs 10 --out $(DEMO)/tsn/parsed
 	$(BIN)/tapos-tsn table $(DEMO)/tsn/uniform $(DEMO)/tsn/aligned $(DEMO)/tsn/parsed --out $(DEMO)/tsn_table.md
 	# what was written where, and the headline numbers next to chance (also in $(DEMO)/summary.md)
 	$(BIN)/python benchmarks/demo_summary.py $(DEMO)

@@ -107,7 +107,7 @@ def summary(demo: Path) -> str:
         "strongest chance line chosen on train (equally spaced boundaries, no feature read) and the count "
         "ceiling (oracle-count reads val):", "",
         table([parsing_row(demo, n, w) for n, w in PARSING] + [human_row(demo)], "result"), "",
-        "TSN on the signature data (val, RGB + flow fused; one seed, 15 epochs; benchmarks/tsn_table.py has every parser over 5 seeds):", "",
+        "TSN on the signature data (val, RGB + flow fused; one seed, 10 epochs; benchmarks/tsn_table.py has every parser over 5 seeds):", "",
         table(tsn_rows(demo), "sampling"), "",
     ])
 
