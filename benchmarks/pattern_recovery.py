@@ -38,25 +38,28 @@ def main():
     runs_csv = f"pattern_recovery{args.tag}.csv"
     rows = pd.read_csv(args.out / runs_csv).to_dict("records") if args.resume and (args.out / runs_csv).exists() else []
     done = {(r["method"], int(r["seed"])) for r in rows}
+    labels = []  # this run's rows: the method, with --set's overrides when it takes them
     for method in args.methods:
+        overrides = json.loads(args.overrides) if method == "transparser" else {}
+        label = method + (f" {args.overrides}" if overrides else "")
+        labels.append(label)
         for seed in range(args.seeds):
-            if (method, seed) in done:
+            if (label, seed) in done:
                 continue
             t = time.time()
             model = data / "models" / f"{method}_{seed}{args.tag}"
-            overrides = json.loads(args.overrides) if method == "transparser" else {}
             epochs = args.epochs if PARSERS[method].has_epochs else None
             parser, _ = train(method, feats, ann, model, modality="rgb+flow", epochs=epochs, seed=seed,
                               overrides=overrides, progress=False)
             a = analyze(model, feats, ann, truth=truth, progress=False)
             r = a.recovery
-            rows.append({"method": method + (f" {args.overrides}" if overrides else ""), "seed": seed, "val F1 (rel)": validation_scores(parser, val)["val_f1_rel"],
+            rows.append({"method": label, "seed": seed, "val F1 (rel)": validation_scores(parser, val)["val_f1_rel"],
                          "patterns used": a.patterns_used, "shared patterns": len(a.shared),
                          "planted": r["planted"], "recovered": r["recovered"], "specific": r["specific"],
                          "NMI": r["nmi"], "seconds": round(time.time() - t)})
             print(rows[-1], flush=True)
             harness.write_csv(args, runs_csv, pd.DataFrame(rows))  # a crash keeps the runs made
-    df = pd.DataFrame([r for r in rows if int(r["seed"]) < args.seeds and r["method"].split(" ")[0] in args.methods])
+    df = pd.DataFrame([r for r in rows if r["method"] in labels and int(r["seed"]) < args.seeds])
     cols = ["val F1 (rel)", "patterns used", "shared patterns", "planted", "recovered", "specific", "NMI"]
     summary = mean_std(df, "method", cols, digits=3)
     ours = next((m for m in summary.index if m.startswith("transparser")), None)
@@ -64,7 +67,6 @@ def main():
         for c in ("recovered", "NMI"):
             won = ahead(df, "method", ours, c)
             summary[f"TransParser ahead ({c})"] = [won.get(m, "—") for m in summary.index]
-    harness.write_csv(args, runs_csv, pd.DataFrame(rows))
     text = (f"Mean ± std over {args.seeds} seeds (selected on dev, scored on val):\n\n{summary.to_markdown()}\n\n"
             f"Per run:\n\n{df.to_markdown(index=False, floatfmt='.3f')}\n")
     harness.write_report(args, f"pattern_recovery{args.tag}.md", text)

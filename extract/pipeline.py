@@ -29,7 +29,6 @@ from .decoders import Decoded, Decoders, Failed, Rows, Skipped, decoder_count
 from .decode import Clip, Sampling
 from .flow import flow_parameters
 
-# One defaults dict; the CLI exposes each field as an option.
 # Every option of a run, with its default: declared once, with its help, in tapos.extract.config
 DEFAULTS = ExtractConfig.defaults()
 

@@ -16,10 +16,9 @@ from tapos.data.machinery.checkpoints import load_checkpoint, save_checkpoint
 from tapos.data.machinery.dataset import feature_stats
 from tapos.data.machinery.training import Training, train_epochs
 from tapos.data.errors import TaposError
-from tapos.data.features import FeatureReader, parse_modality
+from tapos.data.features import MODALITY_CHOICES, FeatureReader, parse_modality
 from tapos.data.io import CsvLog, atomic_path, atomic_write_text
 from tapos.data.layouts import require_classes
-from tapos.data.features import MODALITY_CHOICES
 from tapos.data.machinery.cli_utils import RegistryChoice
 from tapos.data.options import Config, apply_options, option
 from tapos.data.predictions import load_predictions
