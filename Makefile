@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README.md):
 #   make demo   -> install, then run the whole pipeline on the built-in synthetic dataset
-#   make test   -> install, then run the test suite
+#   make test   -> install, then run the test suite (one worker per core; a module's tests share a worker)
 # and two for the documentation:
 #   make docs   -> build the documentation site into site/ (strict: a broken link fails it)
 #   make readme -> copy README's headline table again from its results file
@@ -75,7 +75,7 @@ $(REFERENCE):
 	  || echo "reference BNInception not downloaded: its parity test will be skipped"
 
 test: install $(REFERENCE)
-	TAPOS_REFERENCE_BNINCEPTION=$(abspath $(REFERENCE)) $(BIN)/python -m pytest
+	TAPOS_REFERENCE_BNINCEPTION=$(abspath $(REFERENCE)) $(BIN)/python -m pytest -n auto --dist loadscope
 
 # NO_MKDOCS_2_WARNING: mkdocs-material prints a notice about MkDocs 2 on every build; it is not
 # about this site.

@@ -9,6 +9,11 @@ pattern over all val segments. Every method is trained as ``tapos-parse train`` 
 default (supervised ones selected on dev; ``embed`` and k-means read no boundary), never on
 val; the summary is mean +- std over seeds, with the seeds in which TransParser is ahead.
 
+Chance rows, scored the same way on the same val segments but with patterns that read no feature:
+``position (content-free)`` gives every frame its annotated sub-action's place in the instance
+(1st, 2nd, ...: a shared sub-action that sits at the same place in its classes is "recovered" by
+order alone), ``random (content-free)`` a random pattern among 16 to each annotated sub-action.
+
     python benchmarks/pattern_recovery.py [--data /tmp/tapos_patterns] [--seeds 5] [--methods transparser kmeans isba embed]
 
 Writes ``pattern_recovery{tag}.md`` and ``.csv``; the models go to ``--data``/models.
@@ -16,14 +21,41 @@ Writes ``pattern_recovery{tag}.md`` and ``.csv``; the models go to ``--data``/mo
 import json
 import time
 
+import numpy as np
 import pandas as pd
 
 import harness
 from seeds import ahead, mean_std
 from tapos.data import FeatureDataset, load_annotations
-from tapos.parse.analyze import analyze, methods_with_patterns
+from tapos.parse.analyze import DEFAULTS, analyze, methods_with_patterns, planted_recovery, shared_patterns, usage_matrix
 from tapos.parse import PARSERS, validation_scores
 from tapos.parse.run import train
+from tapos.parse.segments import spans
+
+CHANCE_PATTERNS = 16  # the random rule's patterns (as many as TransParser's default)
+
+
+def content_free(val, truth: dict, rule: str, seed: int) -> dict:
+    """Planted recovery of patterns that read no feature: each annotated sub-action of ``val`` gets
+    its place in the instance (``rule="position"``) or a random pattern (``"random"``), on all its rows."""
+    rng = np.random.default_rng(seed)
+    labels, actions, segments = [], [], []
+    for i in range(len(val)):
+        item = val[i]  # its row boundaries, on the rows of its features (the features are not used)
+        lab = np.zeros(len(item["frames"]), dtype=np.int64)
+        for j, (s, e) in enumerate(spans(item["row_boundaries"].tolist(), len(lab))):
+            lab[s:e] = j if rule == "position" else int(rng.integers(CHANCE_PATTERNS))
+            segments.append({"key": item["key"], "class": item["action"], "position": j + 1, "pattern": int(lab[s])})
+        labels.append(lab)
+        actions.append(item["action"])
+    patterns = max(CHANCE_PATTERNS, max(int(lab.max()) for lab in labels) + 1)
+    usage = usage_matrix(labels, actions, patterns, sorted(set(actions)))
+    shared = shared_patterns(usage, DEFAULTS["min_share"])
+    r = planted_recovery(pd.DataFrame(segments), shared, truth)
+    return {"method": f"{rule} (content-free)", "seed": seed, "val F1 (rel)": np.nan,
+            "patterns used": int((usage.sum(axis=0) > 0).sum()), "shared patterns": len(shared),
+            "planted": r["planted"], "recovered": r["recovered"], "specific": r["specific"], "NMI": r["nmi"],
+            "seconds": 0}
 
 
 def main():
@@ -59,7 +91,9 @@ def main():
                          "NMI": r["nmi"], "seconds": round(time.time() - t)})
             print(rows[-1], flush=True)
             harness.write_csv(args, runs_csv, pd.DataFrame(rows))  # a crash keeps the runs made
-    df = pd.DataFrame([r for r in rows if r["method"] in labels and int(r["seed"]) < args.seeds])
+    truth_dict = json.loads(truth.read_text())
+    chance = [content_free(val, truth_dict, rule, seed) for rule in ("position", "random") for seed in range(args.seeds)]
+    df = pd.DataFrame([r for r in rows if r["method"] in labels and int(r["seed"]) < args.seeds] + chance)
     cols = ["val F1 (rel)", "patterns used", "shared patterns", "planted", "recovered", "specific", "NMI"]
     summary = mean_std(df, "method", cols, digits=3)
     ours = next((m for m in summary.index if m.startswith("transparser")), None)
@@ -67,7 +101,13 @@ def main():
         for c in ("recovered", "NMI"):
             won = ahead(df, "method", ours, c)
             summary[f"TransParser ahead ({c})"] = [won.get(m, "—") for m in summary.index]
-    text = (f"Mean ± std over {args.seeds} seeds (selected on dev, scored on val):\n\n{summary.to_markdown()}\n\n"
+    best_chance = df[df["method"].str.endswith("(content-free)")].groupby("seed")["recovered"].max()
+    summary["ahead of chance (recovered)"] = [  # seeds in which it recovers more than both content-free rules
+        "—" if m.endswith("(content-free)") else
+        f"{int(sum(r.recovered > best_chance[r.seed] for r in df[df['method'] == m].itertuples()))}/"
+        f"{int((df['method'] == m).sum())}" for m in summary.index]
+    text = (f"Mean ± std over {args.seeds} seeds (selected on dev, scored on val; content-free: patterns that "
+            f"read no feature, see the script's docstring):\n\n{summary.to_markdown()}\n\n"
             f"Per run:\n\n{df.to_markdown(index=False, floatfmt='.3f')}\n")
     harness.write_report(args, f"pattern_recovery{args.tag}.md", text)
     print(text)

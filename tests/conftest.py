@@ -12,6 +12,12 @@ import pytest
 
 BIN = Path(sys.executable).parent
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the suite runs in one worker per core (pytest -n auto): each worker and the commands it starts
+    # compute on one thread, so two workers do not fight over two cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 def run_cli(*args, check=True, cwd=None, process=False):
     """Run a tapos command line (e.g. ``tapos-data stats x.json``) and return a CompletedProcess.
