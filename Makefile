@@ -47,8 +47,8 @@ demo: install
 	$(BIN)/tapos-parse train --method kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --out $(DEMO)/small/kmeans
 	$(BIN)/tapos-parse predict --model $(DEMO)/small/kmeans --features $(DEMO)/small/extracted.h5 --annotations $(DEMO)/small/tapos_annotation.json --split val --out $(DEMO)/small/pred_kmeans.json
 	$(BIN)/tapos-evaluate tapos $(DEMO)/small/tapos_annotation.json $(DEMO)/small/pred_kmeans.json --split val --json $(DEMO)/small/eval_kmeans.json
-	# a video of your own: features extracted like the model's training cache, parsed, drawn
-	$(BIN)/tapos-parse video $$(ls $(DEMO)/small/sources/*.mp4 | head -n 1) --model $(DEMO)/small/kmeans --out $(DEMO)/small/my_video
+	# a video of your own (the smallest source video): features extracted like the model's training cache, parsed, drawn
+	$(BIN)/tapos-parse video $$(ls -Sr $(DEMO)/small/sources/*.mp4 | head -n 1) --model $(DEMO)/small/kmeans --out $(DEMO)/small/my_video
 	# action classification with a TSN whose snippets follow the sub-actions, on data that carries what the
 	# paper's finding rests on (--preset signature: classes alike but for a brief sub-action of their own;
 	# see docs/tsn.md): even segments, annotated sub-actions, and the sub-actions that kcpd (label-free, no
