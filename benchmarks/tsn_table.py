@@ -44,7 +44,7 @@ from tapos.parse.run import default_select_on
 from tapos.tsn import train
 from tapos.tsn.data import SnippetDataset
 
-PARSERS = ["transparser", "isba", "ctm", "tcn", "pa", "kcpd", "embed"]
+PARSERS = ["transparser", "isba", "ctm", "tcn", "pa", "kcpd", "embed", "prior"]  # prior: content-free boundaries
 METRICS = ["RGB Top-1", "RGB Avg. Acc.", "RGB+Flow Top-1", "RGB+Flow Avg. Acc.", "parser val F1 (rel)",
            "parser val GEBD F1@0.05", "boundaries / instance", "sub-actions seen", "signature seen (%)"]
 
@@ -114,6 +114,17 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def chance_line(ann) -> str:
+    """What a classifier that never looks at the video scores on val: always the train split's most
+    frequent class (top-1), and 1 / classes (mean class accuracy of any constant answer)."""
+    train = [inst.action for inst in ann.split("train").values()]
+    val = [inst.action for inst in ann.split("val").values()]
+    common = max(set(train), key=train.count)
+    top1 = 100 * float(np.mean([a == common for a in val]))
+    return (f"always answering the train split's most frequent class scores {top1:.2f} top-1, and any constant "
+            f"answer {100 / len(set(train) | set(val)):.2f} mean class accuracy.")
+
+
 def main():
     ap = harness.arguments(__file__, __doc__, data=None, seeds=5, resume=True, tag=True,
                            data_help="default: /tmp/tapos_tsn_<preset>, /tmp/tapos_tsn_<preset>_like with --like")
@@ -173,6 +184,9 @@ def main():
         "\"boundaries / instance\": the boundaries the snippets follow (val; annotated for aligned);",
         "\"sub-actions seen\": how many different annotated sub-actions the test snippets land in (val);",
         "\"signature seen\": val instances in which a test snippet lands in the class's own brief sub-action.",
+        "",
+        f"Chance: {chance_line(ann)} Content-free samplings: uniform (even segments) and, where run,",
+        "parsed (prior) (the train split's median count of boundaries, equally spaced: no feature read).",
         "",
         table.to_markdown(),
         "",
