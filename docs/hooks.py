@@ -13,7 +13,7 @@
   page as Markdown; tapos's help texts are laid out for ``--help`` (aligned columns, indented
   examples, ``<key>`` placeholders). Paragraphs with indented lines or examples become text
   blocks, ``<`` and ``>`` are escaped, and click 8.3's ``Sentinel.UNSET`` (no default) reads as
-  an empty cell.
+  an empty cell, as does a declared default of ``None``.
 - **Docstrings written for Sphinx read as Markdown.** ``:func:`x``` and its siblings become
   ``x`` in code.
 - **Command output in a page.** ``<!-- generated: tapos-parse methods -->`` becomes what that
@@ -189,7 +189,8 @@ def clean_line(line: str) -> str:
     """A row of mkdocs-click's options table or an item of its subcommand list, with no
     placeholder eaten and no sentinel shown."""
     if line.startswith("|"):
-        return escape_html(line).replace("`Sentinel.UNSET`", "").replace("| N/A |", "|  |")
+        return (escape_html(line).replace("`Sentinel.UNSET`", "").replace("| N/A |", "|  |")
+                .replace("| None |", "|  |"))  # an option declared with no default
     return escape_html(line) if line.startswith("- ") else line
 
 
