@@ -257,8 +257,6 @@ def methods_with_patterns() -> list:
 def analyze(model_dir, features, annotations, truth=None, progress: bool = True, **options) -> Analysis:
     """Analyse the patterns of the parser in ``model_dir`` on the instances of ``options["split"]``;
     see :data:`DEFAULTS`. ``truth``: the synthetic dataset's ``synth_truth.json`` (path or dict)."""
-    from scipy.special import softmax
-
     opts = apply_options(DEFAULTS, options, "analysis")
     parser, modality = load_model(model_dir)
     if parser.name not in methods_with_patterns():
@@ -268,12 +266,7 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
     require_classes(ann.split(opts["split"]), "tapos-parse analyze")
     ds = FeatureDataset(features, ann, opts["split"], modality)
     classes = sorted({inst.action for inst in ds.instances})
-    use_model = _offers(type(parser), "class_logits")
-    probe = None
-    if not use_model and len(ann.split("train")):
-        probe = _probe(parser, FeatureDataset(features, ann, "train", modality))
-    classifier = (f"{parser.name}'s classifier" if use_model else
-                  "logistic regression on instance-mean features (train)" if probe is not None else "none")
+    classifier, classify = _span_classifier(parser, features, ann, modality, classes)
 
     raw_labels, smooth, actions, best, seg_rows, inst_right, ann_frames = [], {}, [], {}, [], {}, {}
     m = None
@@ -292,50 +285,17 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         best[item["key"]] = (resp.argmax(0), resp.max(0))
         ann_frames[item["key"]] = item["frames"].numpy()
         segs = spans(item["row_boundaries"].tolist(), len(x))  # the annotated sub-actions, in rows
-        edges = edge_frames([s for s, _ in segs] + [len(x)], item["frames"].numpy(), item["total_frames"])
-        if use_model:
-            logits = parser.class_logits(x)
-            span_probs = [softmax(logits[s:e].mean(0)) for s, e in segs]
-            whole = softmax(logits.mean(0))
-        elif probe is not None:
-            z = parser.transform(x)
-            means = np.stack([z[s:e].mean(0) for s, e in segs] + [z.mean(0)])
-            probs = probe.predict_proba(means)
-            full = np.zeros((len(probs), max(classes + list(probe.classes_)) + 1))
-            full[:, probe.classes_] = probs
-            span_probs, whole = list(full[:-1]), full[-1]
-        else:
-            span_probs, whole = None, None
+        span_probs, whole = classify(x, segs)
         a = item["action"]
         if whole is not None and a != UNKNOWN_ACTION:  # an instance without a class
             inst_right.setdefault(a, []).append(int(np.argmax(whole)) == a)
-        for j, (s, e) in enumerate(segs):
-            row = {"key": item["key"], "class": a, "position": j + 1, "n_positions": len(segs),
-                   "start_frame": float(edges[j]), "end_frame": float(edges[j + 1]),
-                   "pattern": int(np.bincount(raw[s:e]).argmax())}
-            if span_probs is not None:
-                p = span_probs[j]
-                known = 0 <= a < len(p)
-                row.update({"prob": float(p[a]) if known else np.nan,
-                            "correct": float(int(np.argmax(p)) == a) if a >= 0 else np.nan})
-            seg_rows.append(row)
+        seg_rows += _segment_rows(item, raw, segs, span_probs)
 
     usage = usage_matrix(raw_labels, actions, m, classes)
     shared = shared_patterns(usage, opts["min_share"])
-    seq_rows = []
-    for c in classes:
-        seqs = [runs(smooth[inst.key]) for inst in ds.instances if inst.action == c]
-        typical, exact, sim = typical_sequence(seqs)
-        seq_rows.append({"class": c, "instances": len(seqs), "typical": typical, "exact_share": exact,
-                         "similarity": sim, "mean_length": float(np.mean([len(s) for s in seqs]))})
-    sequences = pd.DataFrame(seq_rows)
-    exemplars = top_exemplars(best, int(opts["top"]))
-    if len(exemplars):
-        frames = [float(ann_frames[k][r]) for k, r in zip(exemplars["key"], exemplars["row"])]
-        exemplars["frame"] = frames  # annotation frame from the instance start
-        exemplars["seconds"] = [float(frames_to_seconds(f, ann[k].fps)) for f, k in zip(frames, exemplars["key"])]
-        used = usage.sum(axis=0)
-        exemplars = exemplars[exemplars["pattern"].map(lambda p: used[p] > 0)].reset_index(drop=True)
+    sequences = pd.DataFrame([_class_sequences(c, [runs(smooth[inst.key]) for inst in ds.instances
+                                                   if inst.action == c]) for c in classes])
+    exemplars = _exemplar_times(top_exemplars(best, int(opts["top"])), ann_frames, ann, usage)
     segments = pd.DataFrame(seg_rows)
     disc = (discriminative_summary(segments, {c: float(np.mean(v)) for c, v in inst_right.items()})
             if "correct" in segments else pd.DataFrame())
@@ -345,3 +305,66 @@ def analyze(model_dir, features, annotations, truth=None, progress: bool = True,
         recovery = planted_recovery(segments, shared, truth)
     return Analysis(parser.name, modality, opts["split"], m, usage, shared, sequences, exemplars, segments, disc,
                     classifier, recovery)
+
+
+def _span_classifier(parser, features, ann, modality, classes) -> tuple:
+    """What classifies an annotated sub-action alone: the parser's own class head, else a logistic
+    regression on train's instance-mean features, else nothing. Returns its name and
+    ``classify(x, segs) -> (class probabilities of each span, of the whole instance)`` (Nones
+    without a classifier)."""
+    from scipy.special import softmax
+
+    if _offers(type(parser), "class_logits"):
+        def by_model(x, segs):
+            logits = parser.class_logits(x)
+            return [softmax(logits[s:e].mean(0)) for s, e in segs], softmax(logits.mean(0))
+        return f"{parser.name}'s classifier", by_model
+    if not len(ann.split("train")):
+        return "none", lambda x, segs: (None, None)
+    probe = _probe(parser, FeatureDataset(features, ann, "train", modality))
+
+    def by_probe(x, segs):
+        z = parser.transform(x)
+        probs = probe.predict_proba(np.stack([z[s:e].mean(0) for s, e in segs] + [z.mean(0)]))
+        full = np.zeros((len(probs), max(classes + list(probe.classes_)) + 1))
+        full[:, probe.classes_] = probs
+        return list(full[:-1]), full[-1]
+    return "logistic regression on instance-mean features (train)", by_probe
+
+
+def _segment_rows(item: dict, raw: np.ndarray, segs: list, span_probs) -> list:
+    """One row per annotated sub-action of ``item``: its class, place, edges in annotation frames,
+    dominant pattern, and (with ``span_probs``) how well it alone tells the class."""
+    a = item["action"]
+    edges = edge_frames([s for s, _ in segs] + [len(raw)], item["frames"].numpy(), item["total_frames"])
+    rows = []
+    for j, (s, e) in enumerate(segs):
+        row = {"key": item["key"], "class": a, "position": j + 1, "n_positions": len(segs),
+               "start_frame": float(edges[j]), "end_frame": float(edges[j + 1]),
+               "pattern": int(np.bincount(raw[s:e]).argmax())}
+        if span_probs is not None:
+            p = span_probs[j]
+            known = 0 <= a < len(p)
+            row.update({"prob": float(p[a]) if known else np.nan,
+                        "correct": float(int(np.argmax(p)) == a) if a >= 0 else np.nan})
+        rows.append(row)
+    return rows
+
+
+def _class_sequences(c, seqs: list) -> dict:
+    """A class's typical sequence of patterns over its instances' sequences ``seqs``."""
+    typical, exact, sim = typical_sequence(seqs)
+    return {"class": c, "instances": len(seqs), "typical": typical, "exact_share": exact,
+            "similarity": sim, "mean_length": float(np.mean([len(s) for s in seqs]))}
+
+
+def _exemplar_times(exemplars: pd.DataFrame, ann_frames: dict, ann, usage: pd.DataFrame) -> pd.DataFrame:
+    """The exemplars with their annotation frame and seconds, those of patterns no frame has as
+    its argmax dropped."""
+    if not len(exemplars):
+        return exemplars
+    frames = [float(ann_frames[k][r]) for k, r in zip(exemplars["key"], exemplars["row"])]
+    exemplars["frame"] = frames  # annotation frame from the instance start
+    exemplars["seconds"] = [float(frames_to_seconds(f, ann[k].fps)) for f, k in zip(frames, exemplars["key"])]
+    used = usage.sum(axis=0)
+    return exemplars[exemplars["pattern"].map(lambda p: used[p] > 0)].reset_index(drop=True)
