@@ -38,6 +38,8 @@ from tapos.data.clock import row_boundary_frames
 from tapos.parse import PARSERS, FitOptions, get_parser, validation_scores
 from tapos.parse.segments import pick_peaks
 
+CHANCE = ["prior", "prior (dev)", "oracle-count"]  # parsing_table.py's content-free rows
+
 WINDOWS = (3, 4, 5, 6)
 TP = PARSERS["transparser"]
 
@@ -179,6 +181,10 @@ def main():
         paper, _ = member(s, train, dev, work, preset="paper")
         record("paper preset", s, paper)
     runs = pd.DataFrame(rows)
+    if args.baselines:  # chance beside the models: the content-free rows of the same data and seeds
+        base = pd.read_csv(args.baselines)
+        chance = base[(base.table == "table2") & base.config.isin(CHANCE) & (base.seed < args.seeds)]
+        runs = pd.concat([runs, chance[["config", "seed", *METRICS]]], ignore_index=True)
     table = mean_std(runs, "config", METRICS)
     table.insert(0, "spread F1 (rel)", [f"{v:.4f}" for v in spread(runs, "config", "F1 (rel)").reindex(table.index)])
     every = runs[runs.config == "single model, every seed"]
@@ -188,7 +194,9 @@ def main():
         f"dev fraction {args.dev_fraction:g})",
         "",
         f"Val scores, mean ± std over seeds 0..{args.seeds - 1} (the single-model row: over all "
-        f"{args.seeds * sizes[-1]} seeds trained); spread = max - min of the relative avg F1.",
+        f"{args.seeds * sizes[-1]} seeds trained); spread = max - min of the relative avg F1."
+        + (f" Chance rows ({', '.join(CHANCE)}: content-free boundaries, oracle-count reads val) from "
+           f"`{args.baselines}`, the same data and seeds." if args.baselines else ""),
         "",
         table.to_markdown(),
         "",
