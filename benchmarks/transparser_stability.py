@@ -181,9 +181,11 @@ def main():
         paper, _ = member(s, train, dev, work, preset="paper")
         record("paper preset", s, paper)
     runs = pd.DataFrame(rows)
+    table2 = None
     if args.baselines:  # chance beside the models: the content-free rows of the same data and seeds
         base = pd.read_csv(args.baselines)
-        chance = base[(base.table == "table2") & base.config.isin(CHANCE) & (base.seed < args.seeds)]
+        table2 = base[base.table == "table2"]
+        chance = table2[table2.config.isin(CHANCE) & (table2.seed < args.seeds)]
         runs = pd.concat([runs, chance[["config", "seed", *METRICS]]], ignore_index=True)
     table = mean_std(runs, "config", METRICS)
     table.insert(0, "spread F1 (rel)", [f"{v:.4f}" for v in spread(runs, "config", "F1 (rel)").reindex(table.index)])
@@ -215,9 +217,8 @@ def main():
         fixed_table(pd.DataFrame(rules)).to_markdown(),
         "",
     ]
-    if args.baselines:
-        base = pd.read_csv(args.baselines)
-        base = base[base.table == "table2"][["config", "seed", "F1 (rel)"]]
+    if table2 is not None:
+        base = table2[["config", "seed", "F1 (rel)"]]
         for K in sizes:
             ens = runs[runs.config == ensemble_name(K)][["config", "seed", "F1 (rel)"]]
             both = pd.concat([ens.assign(config="ensemble"), base[base.seed.isin(ens.seed)]])

@@ -45,6 +45,7 @@ from tapos.tsn import train
 from tapos.tsn.data import SnippetDataset
 
 PARSERS = ["transparser", "isba", "ctm", "tcn", "pa", "kcpd", "embed", "prior"]  # prior: content-free boundaries
+PRIOR = "parsed (prior)"  # the content-free boundaries' row
 METRICS = ["RGB Top-1", "RGB Avg. Acc.", "RGB+Flow Top-1", "RGB+Flow Avg. Acc.", "parser val F1 (rel)",
            "parser val GEBD F1@0.05", "boundaries / instance", "sub-actions seen", "signature seen (%)"]
 
@@ -116,9 +117,6 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
                    ["—" if c in ("uniform", PRIOR) else ahead(runs, "sampling", c, "RGB+Flow Top-1")[PRIOR]
                     for c in out.index])
     return out
-
-
-PRIOR = "parsed (prior)"
 
 
 def chance_line(ann) -> str:
